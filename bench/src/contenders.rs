@@ -1,0 +1,388 @@
+//! The contenders: lockattr (guard API, `run`, the attribute), the raw floor, and two peer crates.
+//!
+//! Every contender takes a lock with a random owner token and a TTL, and releases it with an
+//! owner-checked delete. They differ in how many round trips and how much client work that takes, how a
+//! waiting caller learns that a lock was released, and how held locks are kept alive.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use distributed_lock_core::traits::{DistributedLock, LockHandle, LockProvider};
+use lockattr_runtime::{LockClient, LockError};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// TTL of the locks in scenarios 1–3 (long enough never to expire during a run).
+pub const TTL: Duration = Duration::from_secs(10);
+
+/// The owner-checked delete of the floor (the same script rslock and distributed-lock use).
+const FLOOR_RELEASE_LUA: &str = r#"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+"#;
+
+/// Poll interval of a waiting caller for contenders without a wait of their own (the floor and
+/// distributed-lock, whose `acquire(timeout)` makes one attempt on a single server).
+pub const POLL: Duration = Duration::from_millis(10);
+
+/// Which implementation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// `SET NX PX` + an owner-checked delete via `EVALSHA`, on one redis-rs `MultiplexedConnection`.
+    Floor,
+    /// lockattr: `client.lock(k).ttl(..).acquire()` + `guard.release()`.
+    Guard,
+    /// lockattr: `client.lock(k).ttl(..).run(fut)`.
+    Run,
+    /// lockattr: an `#[distributed_lock]` fn.
+    Attr,
+    /// rslock 0.10 (`LockManager::lock` / `acquire` / `unlock`), one server.
+    Rslock,
+    /// distributed-lock-redis 0.2 (`try_acquire` + `release`), one server.
+    DLock,
+}
+
+impl Kind {
+    /// Every contender, floor first.
+    pub const ALL: [Kind; 6] = [
+        Kind::Floor,
+        Kind::Guard,
+        Kind::Run,
+        Kind::Attr,
+        Kind::Rslock,
+        Kind::DLock,
+    ];
+
+    /// The name in tables.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Floor => "floor (SET NX + EVALSHA del)",
+            Kind::Guard => "lockattr acquire/release",
+            Kind::Run => "lockattr run(..)",
+            Kind::Attr => "lockattr #[distributed_lock]",
+            Kind::Rslock => "rslock 0.10",
+            Kind::DLock => "distributed-lock-redis 0.2",
+        }
+    }
+
+    /// A short name for command lines.
+    pub fn id(self) -> &'static str {
+        match self {
+            Kind::Floor => "floor",
+            Kind::Guard => "guard",
+            Kind::Run => "run",
+            Kind::Attr => "attr",
+            Kind::Rslock => "rslock",
+            Kind::DLock => "dlock",
+        }
+    }
+
+    /// Parse [`Kind::id`].
+    pub fn from_id(id: &str) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| k.id() == id)
+    }
+
+    /// Whether this is one of lockattr's three ways in.
+    pub fn is_lockattr(self) -> bool {
+        matches!(self, Kind::Guard | Kind::Run | Kind::Attr)
+    }
+
+    /// Whether this contender sends `SET` only from inside a script (for counting client requests).
+    pub fn set_is_scripted(self) -> bool {
+        self.is_lockattr()
+    }
+
+    /// How a waiting caller learns that the lock is free.
+    pub fn wait_mechanism(self) -> &'static str {
+        match self {
+            Kind::Floor => "poll every 10 ms (bench loop)",
+            Kind::Guard | Kind::Run | Kind::Attr => "release notice (pub/sub) + local wake",
+            Kind::Rslock => "its own retry: sleep 0–200 ms",
+            Kind::DLock => "poll every 10 ms (bench loop)",
+        }
+    }
+}
+
+/// One connected contender.
+pub enum Contender {
+    /// The floor.
+    Floor {
+        /// The connection.
+        conn: redis::aio::MultiplexedConnection,
+        /// The release script.
+        release: Arc<redis::Script>,
+    },
+    /// lockattr, any of its three ways in.
+    Lockattr(Kind, LockClient),
+    /// rslock.
+    Rslock(rslock::LockManager),
+    /// distributed-lock-redis.
+    DLock(distributed_lock_redis::RedisLockProvider),
+}
+
+/// When a contended hold began and when the holder started to give the lock back.
+#[derive(Debug, Clone, Copy)]
+pub struct Hold {
+    /// The caller learned it holds the lock.
+    pub acquired: Instant,
+    /// The caller finished its work and is about to release.
+    pub releasing: Instant,
+}
+
+fn token() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Contender {
+    /// Connect `kind` to the server at `url`. `renew_every` configures distributed-lock's extension
+    /// cadence (its TTL is [`TTL`] unless `ttl` is given).
+    pub async fn connect(kind: Kind, url: &str, ttl: Duration) -> Result<Contender, String> {
+        Ok(match kind {
+            Kind::Floor => {
+                let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+                let conn = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Contender::Floor {
+                    conn,
+                    release: Arc::new(redis::Script::new(FLOOR_RELEASE_LUA)),
+                }
+            }
+            Kind::Guard | Kind::Run | Kind::Attr => {
+                let client = LockClient::builder()
+                    .url(url)
+                    .prefix("lb")
+                    .default_ttl(ttl)
+                    .connect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Contender::Lockattr(kind, client)
+            }
+            Kind::Rslock => Contender::Rslock(rslock::LockManager::new(vec![url.to_owned()])),
+            Kind::DLock => {
+                let provider = distributed_lock_redis::RedisLockProvider::builder()
+                    .url(url)
+                    .expiry(ttl)
+                    .min_validity(ttl.mul_f64(0.9))
+                    .extension_cadence(ttl / 3)
+                    .build()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Contender::DLock(provider)
+            }
+        })
+    }
+
+    /// The lockattr client, for lockattr contenders.
+    pub fn lockattr_client(&self) -> Option<&LockClient> {
+        match self {
+            Contender::Lockattr(_, c) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Take `key` (which must be free) and give it back at once. Fails if it was busy.
+    pub async fn acquire_release(&self, key: &str) -> Result<(), String> {
+        match self {
+            Contender::Floor { conn, release } => {
+                let mut conn = conn.clone();
+                let token = token();
+                let ok: Option<String> = redis::cmd("SET")
+                    .arg(key)
+                    .arg(&token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(TTL.as_millis() as u64)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if ok.is_none() {
+                    return Err(format!("{key} was busy"));
+                }
+                let n: i64 = release
+                    .key(key)
+                    .arg(&token)
+                    .invoke_async(&mut conn)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if n != 1 {
+                    return Err(format!("{key} was not ours at release"));
+                }
+                Ok(())
+            }
+            Contender::Lockattr(Kind::Guard, client) => {
+                let guard = client
+                    .lock(key)
+                    .ttl(TTL)
+                    .acquire()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                guard.release().await.map_err(|e| e.to_string())
+            }
+            Contender::Lockattr(Kind::Run, client) => client
+                .lock(key)
+                .ttl(TTL)
+                .run(async {})
+                .await
+                .map_err(|e| e.to_string()),
+            Contender::Lockattr(_, client) => attr_uncontended(client, key)
+                .await
+                .map_err(|e| e.to_string()),
+            Contender::Rslock(manager) => {
+                let lock = manager
+                    .lock(key.as_bytes(), TTL)
+                    .await
+                    .map_err(|e| format!("{key}: {e}"))?;
+                manager.unlock(&lock).await;
+                Ok(())
+            }
+            Contender::DLock(provider) => {
+                let lock = provider.create_lock(key);
+                let handle = lock
+                    .try_acquire()
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or_else(|| format!("{key} was busy"))?;
+                handle.release().await.map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// Wait for `key`, hold it for `hold`, release it. `None` when `stop` fired first.
+    pub async fn hold_contended(
+        &self,
+        key: &str,
+        hold: Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Option<Hold>, String> {
+        let work = async {
+            match self {
+                Contender::Floor { conn, release } => {
+                    let mut conn = conn.clone();
+                    let token = token();
+                    loop {
+                        let ok: Option<String> = redis::cmd("SET")
+                            .arg(key)
+                            .arg(&token)
+                            .arg("NX")
+                            .arg("PX")
+                            .arg(TTL.as_millis() as u64)
+                            .query_async(&mut conn)
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        if ok.is_some() {
+                            break;
+                        }
+                        tokio::time::sleep(POLL).await;
+                    }
+                    let acquired = Instant::now();
+                    tokio::time::sleep(hold).await;
+                    let releasing = Instant::now();
+                    let _: i64 = release
+                        .key(key)
+                        .arg(&token)
+                        .invoke_async(&mut conn)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok(Hold {
+                        acquired,
+                        releasing,
+                    })
+                }
+                Contender::Lockattr(Kind::Guard, client) => {
+                    let guard = client
+                        .lock(key)
+                        .ttl(TTL)
+                        .wait(Duration::from_secs(3600))
+                        .acquire()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let acquired = Instant::now();
+                    tokio::time::sleep(hold).await;
+                    let releasing = Instant::now();
+                    guard.release().await.map_err(|e| e.to_string())?;
+                    Ok(Hold {
+                        acquired,
+                        releasing,
+                    })
+                }
+                Contender::Lockattr(Kind::Run, client) => client
+                    .lock(key)
+                    .ttl(TTL)
+                    .wait(Duration::from_secs(3600))
+                    .run(async {
+                        let acquired = Instant::now();
+                        tokio::time::sleep(hold).await;
+                        Hold {
+                            acquired,
+                            releasing: Instant::now(),
+                        }
+                    })
+                    .await
+                    .map_err(|e| e.to_string()),
+                Contender::Lockattr(_, client) => attr_contended(client, key, hold)
+                    .await
+                    .map_err(|e| e.to_string()),
+                Contender::Rslock(manager) => {
+                    let guard = manager
+                        .acquire(key.as_bytes(), TTL)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let acquired = Instant::now();
+                    tokio::time::sleep(hold).await;
+                    let releasing = Instant::now();
+                    guard.release().await;
+                    Ok(Hold {
+                        acquired,
+                        releasing,
+                    })
+                }
+                Contender::DLock(provider) => {
+                    let handle = loop {
+                        let lock = provider.create_lock(key);
+                        if let Some(h) = lock.try_acquire().await.map_err(|e| e.to_string())? {
+                            break h;
+                        }
+                        tokio::time::sleep(POLL).await;
+                    };
+                    let acquired = Instant::now();
+                    tokio::time::sleep(hold).await;
+                    let releasing = Instant::now();
+                    handle.release().await.map_err(|e| e.to_string())?;
+                    Ok(Hold {
+                        acquired,
+                        releasing,
+                    })
+                }
+            }
+        };
+        tokio::select! {
+            r = work => r.map(Some),
+            _ = stop.wait_for(|s| *s) => Ok(None),
+        }
+    }
+}
+
+/// The attribute, uncontended: what [`Kind::Attr`] runs in scenarios 1 and 2.
+#[lockattr_runtime::distributed_lock(key_expr = key, ttl = "10s", client = client)]
+pub async fn attr_uncontended(client: &LockClient, key: &str) -> Result<(), LockError> {
+    Ok(())
+}
+
+/// The attribute, waiting for a busy key and holding it for `hold`: scenario 3.
+#[lockattr_runtime::distributed_lock(key_expr = key, ttl = "10s", wait = "1h", client = client)]
+pub async fn attr_contended(
+    client: &LockClient,
+    key: &str,
+    hold: Duration,
+) -> Result<Hold, LockError> {
+    let acquired = Instant::now();
+    tokio::time::sleep(hold).await;
+    Ok(Hold {
+        acquired,
+        releasing: Instant::now(),
+    })
+}

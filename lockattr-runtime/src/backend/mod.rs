@@ -1,0 +1,240 @@
+//! The storage side of a lock: one trait, [`Backend`], with a Redis single-node implementation
+//! ([`RedisBackend`], feature `redis`) and an in-process one ([`MemoryBackend`]).
+//!
+//! The trait speaks in *leases*: acquire returns how long the grant is valid counted from the moment the
+//! request was sent, renew takes a whole batch (the client has one watchdog that renews every due lock in
+//! one call), and release is owner-checked. A quorum backend (Redlock) or a Cluster backend fits the same
+//! shape: it reports a shorter validity (ttl minus elapsed time and drift) and groups a batch per node or
+//! slot internally; nothing above the trait changes.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+
+use crate::error::BackendError;
+use crate::key::LockName;
+
+#[cfg(feature = "redis")]
+pub mod cluster;
+pub mod memory;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(feature = "redis")]
+pub mod redlock;
+#[cfg(feature = "redis")]
+pub mod sentinel;
+
+#[cfg(feature = "redis")]
+pub use self::cluster::ClusterBackend;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisBackend;
+#[cfg(feature = "redis")]
+pub use self::redlock::RedlockBackend;
+#[cfg(feature = "redis")]
+pub use self::sentinel::SentinelBackend;
+pub use memory::MemoryBackend;
+
+/// A boxed, `Send` future (what [`Backend`] methods return, so the trait stays object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The answer to an acquire attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acquired {
+    /// The lock is ours.
+    Granted {
+        /// The fencing token of this grant: strictly greater than every earlier grant's for the same key.
+        fence: u64,
+        /// How long the grant is valid, counted from the moment the request was sent.
+        validity: Duration,
+    },
+    /// Someone else holds it.
+    Busy {
+        /// How long their lease still runs, if known.
+        remaining: Option<Duration>,
+    },
+}
+
+/// One lease in a renewal batch.
+#[derive(Debug, Clone, Copy)]
+pub struct RenewItem<'a> {
+    /// The lock's names.
+    pub name: &'a LockName,
+    /// Our owner token.
+    pub token: &'a str,
+    /// The TTL to set again.
+    pub ttl: Duration,
+}
+
+/// The answer for one lease of a renewal batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewed {
+    /// Extended; valid for this long counted from when the batch was sent.
+    Extended(Duration),
+    /// Not ours any more (deleted, expired, or another token).
+    NotHeld,
+}
+
+/// The answer to a release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Released {
+    /// Deleted, and a release notice published.
+    Deleted,
+    /// Kept until the minimum hold time ends (`min_hold`), then it expires by itself.
+    Kept,
+    /// It was not ours any more: nothing was touched.
+    NotHeld,
+}
+
+/// A storage for locks. Every operation must be atomic per key and owner-checked: renew and release only
+/// ever touch a key that still holds `token`.
+pub trait Backend: Send + Sync + 'static {
+    /// A short description for errors and logs, e.g. `redis://127.0.0.1:6379` (never a password).
+    fn describe(&self) -> String;
+
+    /// Try once to take `name` with `token` for `ttl`; on success also issue the next fencing token.
+    fn acquire<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<Acquired, BackendError>>;
+
+    /// Extend every lease of the batch that is still ours; one answer per item, in order.
+    fn renew<'a>(
+        &'a self,
+        batch: &'a [RenewItem<'a>],
+    ) -> BoxFuture<'a, Result<Vec<Renewed>, BackendError>>;
+
+    /// Delete `name` if it still holds `token` (and publish a release notice), or, with `keep_for`, only
+    /// shorten its TTL to `keep_for` (minimum hold time).
+    fn release<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+        keep_for: Option<Duration>,
+    ) -> BoxFuture<'a, Result<Released, BackendError>>;
+
+    /// Be told when `name` is released. Never fails: if notices cannot be received, the subscription simply
+    /// never fires and waiters fall back to re-checking at the holder's remaining TTL.
+    fn subscribe<'a>(&'a self, name: &'a LockName) -> BoxFuture<'a, Subscription>;
+}
+
+/// A registration for release notices of one lock (see [`Backend::subscribe`]). Dropping it unregisters.
+pub struct Subscription {
+    notify: Arc<Notify>,
+    _registration: Option<Registration>,
+}
+
+impl Subscription {
+    /// A subscription that never fires (waiters re-check on their fallback timer).
+    pub fn inert() -> Subscription {
+        Subscription {
+            notify: Arc::new(Notify::new()),
+            _registration: None,
+        }
+    }
+    /// The notifier that fires (one waiter at a time) when a release notice arrives.
+    pub fn notify(&self) -> &Arc<Notify> {
+        &self.notify
+    }
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription").finish_non_exhaustive()
+    }
+}
+
+/// Keeps one [`Notify`] per watched channel with a count of local waiters; shared by backends.
+#[derive(Debug, Default, Clone)]
+pub struct NoticeHub {
+    inner: Arc<Mutex<Channels>>,
+}
+
+/// Watched channel -> (its notifier, number of local waiters).
+type Channels = HashMap<String, (Arc<Notify>, usize)>;
+
+struct Registration {
+    hub: NoticeHub,
+    channel: String,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let mut map = self.hub.lock();
+        if let Some(entry) = map.get_mut(&self.channel) {
+            entry.1 -= 1;
+            if entry.1 == 0 {
+                map.remove(&self.channel);
+            }
+        }
+    }
+}
+
+impl NoticeHub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
+        // A panic while holding this lock cannot leave the map inconsistent (single inserts/removes).
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Register a local waiter on `channel`; `true` in the second field when it is the first one.
+    pub fn register(&self, channel: &str) -> (Subscription, bool) {
+        let mut map = self.lock();
+        let entry = map
+            .entry(channel.to_owned())
+            .or_insert_with(|| (Arc::new(Notify::new()), 0));
+        entry.1 += 1;
+        let first = entry.1 == 1;
+        let notify = entry.0.clone();
+        drop(map);
+        let reg = Registration {
+            hub: self.clone(),
+            channel: channel.to_owned(),
+        };
+        (
+            Subscription {
+                notify,
+                _registration: Some(reg),
+            },
+            first,
+        )
+    }
+
+    /// A release notice for `channel` arrived: wake one local waiter (it retries; if it loses the race to
+    /// another process it waits again, so one notice never causes a stampede).
+    pub fn notify(&self, channel: &str) {
+        if let Some((n, _)) = self.lock().get(channel) {
+            n.notify_one();
+        }
+    }
+
+    /// Wake every waiter of every channel (after a reconnect, when notices may have been missed).
+    pub fn notify_all(&self) {
+        for (n, _) in self.lock().values() {
+            n.notify_waiters();
+        }
+    }
+
+    /// Whether any local waiter watches `channel`.
+    pub fn is_watched(&self, channel: &str) -> bool {
+        self.lock().contains_key(channel)
+    }
+
+    /// All watched channels.
+    pub fn channels(&self) -> Vec<String> {
+        self.lock().keys().cloned().collect()
+    }
+}
+
+/// A fence value from the wall clock in microseconds since the Unix epoch, used to seed a missing counter
+/// so fences keep increasing after a backend lost its data (assumes the clock does not run backwards).
+pub(crate) fn wall_clock_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

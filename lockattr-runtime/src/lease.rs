@@ -1,0 +1,811 @@
+//! Taking, holding and giving back a lock: [`LockRequest`], [`LockGuard`], and running a future under a
+//! lock ([`LockRequest::run`], [`LockRequest::run_result`]).
+
+use std::future::Future;
+use std::hash::Hasher as _;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::backend::{Acquired, Backend, Released, Subscription};
+use crate::client::{check_ttl, LockClient, MAX_TTL, MAX_WAIT};
+use crate::context::{CurrentLock, CURRENT};
+use crate::error::{BackendErrorKind, LockError, LostReason};
+use crate::key::{validate_key, LockName};
+use crate::watchdog::{FastHasher, FastMap};
+
+static NEXT_LEASE_ID: AtomicU64 = AtomicU64::new(1);
+
+/// An owner token: 128 random bits as 32 lower-case hex digits, kept inline (no allocation).
+#[derive(Clone, Copy)]
+pub(crate) struct Token([u8; 32]);
+
+impl Token {
+    fn random() -> Token {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let v: u128 = rand::random();
+        let mut buf = [0u8; 32];
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = HEX[((v >> (124 - 4 * i)) & 0xf) as usize];
+        }
+        Token(buf)
+    }
+
+    pub(crate) fn as_str(&self) -> &str {
+        // Always ASCII hex digits.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+}
+
+const NOT_LOST: u8 = 0;
+
+fn encode_lost(r: LostReason) -> u8 {
+    match r {
+        LostReason::NotOwner => 1,
+        LostReason::DeadlineExpired => 2,
+        LostReason::TtlElapsed => 3,
+    }
+}
+
+fn decode_lost(v: u8) -> Option<LostReason> {
+    match v {
+        1 => Some(LostReason::NotOwner),
+        2 => Some(LostReason::DeadlineExpired),
+        3 => Some(LostReason::TtlElapsed),
+        _ => None,
+    }
+}
+
+fn key_hash(lock_key: &str) -> u64 {
+    let mut h = FastHasher::default();
+    h.write(lock_key.as_bytes());
+    h.finish()
+}
+
+/// The leases one task holds under one key hash (almost always one).
+enum HeldSlot {
+    One(Weak<Lease>),
+    Many(Vec<Weak<Lease>>),
+}
+
+type HeldMap = FastMap<(tokio::task::Id, u64), HeldSlot>;
+
+/// Per-client bookkeeping of what this process does with its locks: the leases each task holds (for
+/// reentrancy) and how many tasks wait for each key (so that a local holder that lets go and asks again
+/// queues behind the local waiters instead of taking the lock straight back).
+#[derive(Default)]
+pub(crate) struct Local {
+    held: Mutex<HeldMap>,
+    waiting: Mutex<FastMap<String, usize>>,
+    any_waiting: AtomicUsize,
+}
+
+impl Local {
+    fn held(&self) -> std::sync::MutexGuard<'_, HeldMap> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, FastMap<String, usize>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The live lease `task` holds on `lock_key`, if any.
+    fn find_held(&self, task: tokio::task::Id, lock_key: &str) -> Option<Arc<Lease>> {
+        let held = self.held();
+        let slot = held.get(&(task, key_hash(lock_key)))?;
+        let matches = |w: &Weak<Lease>| w.upgrade().filter(|l| l.core.name.lock_key == lock_key);
+        match slot {
+            HeldSlot::One(w) => matches(w),
+            HeldSlot::Many(v) => v.iter().find_map(matches),
+        }
+    }
+
+    fn insert_held(&self, slot: (tokio::task::Id, u64), lease: Weak<Lease>) {
+        let mut held = self.held();
+        match held.get_mut(&slot) {
+            None => {
+                held.insert(slot, HeldSlot::One(lease));
+            }
+            Some(HeldSlot::One(w)) if w.strong_count() == 0 => *w = lease,
+            Some(HeldSlot::One(w)) => {
+                let first = w.clone();
+                held.insert(slot, HeldSlot::Many(vec![first, lease]));
+            }
+            Some(HeldSlot::Many(v)) => {
+                v.retain(|w| w.strong_count() > 0);
+                v.push(lease);
+            }
+        }
+    }
+
+    /// Forget the dead leases of `slot` (the caller's own lease is dead by now: released or dropped).
+    fn remove_dead(&self, slot: (tokio::task::Id, u64)) {
+        let mut held = self.held();
+        let empty = match held.get_mut(&slot) {
+            None => return,
+            Some(HeldSlot::One(w)) => w.strong_count() == 0,
+            Some(HeldSlot::Many(v)) => {
+                v.retain(|w| w.strong_count() > 0);
+                v.is_empty()
+            }
+        };
+        if empty {
+            held.remove(&slot);
+        }
+    }
+
+    /// Whether some task of this client waits for `lock_key`.
+    fn has_waiters(&self, lock_key: &str) -> bool {
+        self.any_waiting.load(Ordering::Acquire) > 0 && self.waiting().contains_key(lock_key)
+    }
+
+    /// Count the calling task as a waiter for `lock_key` until the returned value is dropped.
+    fn wait_for(&self, lock_key: &str) -> Waiting<'_> {
+        let mut w = self.waiting();
+        match w.get_mut(lock_key) {
+            Some(n) => *n += 1,
+            None => {
+                w.insert(lock_key.to_owned(), 1);
+            }
+        }
+        self.any_waiting.fetch_add(1, Ordering::AcqRel);
+        Waiting {
+            local: self,
+            lock_key: lock_key.to_owned(),
+        }
+    }
+}
+
+/// One task waiting for a key (see [`Local::wait_for`]).
+struct Waiting<'a> {
+    local: &'a Local,
+    lock_key: String,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut w = self.local.waiting();
+        if let Some(n) = w.get_mut(&self.lock_key) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.lock_key);
+            }
+        }
+        self.local.any_waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// What happens to the guarded future when the lock is lost while it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnLost {
+    /// Drop (cancel) the future at once and return [`LockError::Lost`]. The default.
+    #[default]
+    Cancel,
+    /// Let the future run to completion, then return [`LockError::Lost`] instead of its output. The body
+    /// can watch for the loss itself with [`crate::current_lock`].
+    Finish,
+}
+
+/// The part of a lease the watchdog shares: names, token, TTL, deadline, loss signal.
+pub(crate) struct LeaseCore {
+    pub(crate) id: u64,
+    pub(crate) name: LockName,
+    pub(crate) token: Token,
+    pub(crate) fence: u64,
+    pub(crate) ttl: Duration,
+    pub(crate) auto_renew: bool,
+    pub(crate) margin: Duration,
+    /// Send time of the acquire request.
+    pub(crate) acquired_at: Instant,
+    /// Deadline as nanoseconds after `acquired_at`.
+    deadline_ns: AtomicU64,
+    /// Why the lease was lost (`NOT_LOST` while it is not); set once.
+    lost: AtomicU8,
+    /// Wakes [`LeaseCore::lost`] waiters when `lost` is set.
+    lost_notify: Notify,
+    released: AtomicBool,
+}
+
+impl LeaseCore {
+    pub(crate) fn deadline(&self) -> Instant {
+        self.acquired_at + Duration::from_nanos(self.deadline_ns.load(Ordering::Acquire))
+    }
+
+    /// A confirmed renewal (or grant) makes the lease valid until `valid_until`; the deadline is that
+    /// minus the safety margin. Deadlines only move forward.
+    pub(crate) fn extend(&self, valid_until: Instant) {
+        let d = valid_until
+            .saturating_duration_since(self.acquired_at)
+            .saturating_sub(self.margin);
+        self.deadline_ns
+            .fetch_max(d.as_nanos() as u64, Ordering::AcqRel);
+    }
+
+    pub(crate) fn renew_every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    pub(crate) fn mark_lost(&self, reason: LostReason) {
+        if self.released.load(Ordering::Acquire) {
+            return;
+        }
+        let first = self
+            .lost
+            .compare_exchange(
+                NOT_LOST,
+                encode_lost(reason),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok();
+        if first {
+            self.lost_notify.notify_waiters();
+            tracing::warn!(key = %self.name.key, fence = self.fence, %reason, "lockattr: lock lost");
+        }
+    }
+
+    fn lost_reason(&self) -> Option<LostReason> {
+        decode_lost(self.lost.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn lost_reason_pub(&self) -> Option<LostReason> {
+        self.lost_reason()
+    }
+
+    fn is_held(&self) -> bool {
+        self.lost_reason().is_none()
+            && !self.released.load(Ordering::Acquire)
+            && Instant::now() < self.deadline()
+    }
+
+    /// Resolves when the lease is lost (never, if it is released first).
+    pub(crate) async fn lost(&self) -> LostReason {
+        loop {
+            let notified = self.lost_notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(r) = self.lost_reason() {
+                return r;
+            }
+            notified.await;
+        }
+    }
+
+    fn lost_error(&self, reason: LostReason, cancelled: bool) -> LockError {
+        LockError::Lost {
+            key: self.name.key.clone(),
+            fence: self.fence,
+            reason,
+            cancelled,
+        }
+    }
+}
+
+/// A held lease, shared by the outer guard and reentrant guards of the same task. Dropping the last
+/// reference stops renewal and releases the lock in a spawned task.
+pub(crate) struct Lease {
+    client: LockClient,
+    pub(crate) core: Arc<LeaseCore>,
+    min_hold: Duration,
+    rt: tokio::runtime::Handle,
+    /// (task, hash of the lock key) under which [`Local`] knows this lease, for reentrancy.
+    reentry: Option<(tokio::task::Id, u64)>,
+}
+
+impl Lease {
+    fn keep_for(&self) -> Option<Duration> {
+        if self.min_hold.is_zero() {
+            return None;
+        }
+        let held = self.core.acquired_at.elapsed();
+        (self.min_hold > held).then(|| self.min_hold - held)
+    }
+
+    /// Stop renewal and forget the reentrancy slot. Idempotent: only the first call does anything.
+    fn detach(&self) {
+        if self.core.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.client.inner.watchdog.unregister(self.core.id);
+        if let Some(slot) = self.reentry {
+            self.client.inner.held.remove_dead(slot);
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let already = self.core.released.load(Ordering::Acquire);
+        self.detach();
+        if already || self.core.lost_reason() == Some(LostReason::NotOwner) {
+            return;
+        }
+        // Dropped without an explicit release (early return, `?`, panic, cancelled future): release in
+        // the background. Never block in Drop.
+        let backend = self.client.inner.backend.clone();
+        let core = self.core.clone();
+        let keep_for = self.keep_for();
+        drop(self.rt.spawn(async move {
+            let (name, fence) = (&core.name, core.fence);
+            match backend.release(name, core.token.as_str(), keep_for).await {
+                Ok(r) => tracing::debug!(key = %name.key, fence, outcome = ?r, "lockattr: released on drop"),
+                Err(e) => tracing::warn!(key = %name.key, fence, error = %e, "lockattr: release on drop failed; the key expires at its TTL"),
+            }
+        }));
+    }
+}
+
+/// A held lock. Dropping it releases the lock in the background; [`LockGuard::release`] releases it and
+/// reports the outcome.
+pub struct LockGuard {
+    lease: Arc<Lease>,
+    reentrant: bool,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("key", &self.key())
+            .field("fence", &self.fence())
+            .field("held", &self.is_held())
+            .field("reentrant", &self.reentrant)
+            .finish()
+    }
+}
+
+impl LockGuard {
+    /// The lock key (as given, without the client prefix).
+    pub fn key(&self) -> &str {
+        &self.lease.core.name.key
+    }
+
+    /// The backend key where the lock lives, e.g. `lockattr:{order:42}`.
+    pub fn backend_key(&self) -> &str {
+        &self.lease.core.name.lock_key
+    }
+
+    /// The fencing token: strictly greater than every earlier grant's for this key. Pass it to the
+    /// resource you write to and have it reject writes with a token lower than the highest it has seen.
+    pub fn fence(&self) -> u64 {
+        self.lease.core.fence
+    }
+
+    /// True while the lease is ours as far as this process can know: not reported lost, not released,
+    /// and the local deadline (last confirmed renewal + ttl - margin) not passed.
+    pub fn is_held(&self) -> bool {
+        self.lease.core.is_held()
+    }
+
+    /// Why the lease was lost, if it was.
+    pub fn lost_reason(&self) -> Option<LostReason> {
+        self.lease.core.lost_reason()
+    }
+
+    /// Resolves when the lease is lost (a renewal said "not yours", or the deadline passed). Never
+    /// resolves while the lock stays held.
+    pub async fn lost(&self) -> LostReason {
+        self.lease.core.lost().await
+    }
+
+    /// How much longer the lease is known to be valid (zero once the deadline passed).
+    pub fn valid_for(&self) -> Duration {
+        self.lease
+            .core
+            .deadline()
+            .saturating_duration_since(Instant::now())
+    }
+
+    /// True when this guard re-entered a lock its task already held (it shares the outer lease).
+    pub fn is_reentrant(&self) -> bool {
+        self.reentrant
+    }
+
+    /// Release the lock: stop renewal, then delete the key if (and only if) it still holds our token. A
+    /// reentrant guard only drops its share; the lock is released when the outermost guard ends.
+    ///
+    /// Returns [`LockError::Lost`] if the lock had already been lost (nothing is deleted then), and
+    /// [`LockError::Unavailable`] if the backend could not be reached (the key expires at its TTL).
+    pub async fn release(self) -> Result<(), LockError> {
+        let LockGuard { lease, .. } = self;
+        let lease = match Arc::try_unwrap(lease) {
+            Ok(lease) => lease,
+            Err(_shared) => return Ok(()), // an outer holder keeps it
+        };
+        if let Some(reason) = lease.core.lost_reason() {
+            lease.detach();
+            return Err(lease.core.lost_error(reason, false));
+        }
+        lease.detach();
+        let core = &lease.core;
+        let backend = &lease.client.inner.backend;
+        match backend
+            .release(&core.name, core.token.as_str(), lease.keep_for())
+            .await
+        {
+            Ok(Released::Deleted) => {
+                tracing::debug!(key = %core.name.key, fence = core.fence, "lockattr: released");
+                Ok(())
+            }
+            Ok(Released::Kept) => {
+                tracing::debug!(key = %core.name.key, fence = core.fence, "lockattr: kept for its minimum hold time");
+                Ok(())
+            }
+            Ok(Released::NotHeld) => Err(core.lost_error(LostReason::NotOwner, false)),
+            Err(e) => {
+                Err(e.into_lock_error(&backend.describe(), &core.name.key, &core.name.lock_key))
+            }
+        }
+    }
+
+    pub(crate) fn core(&self) -> &Arc<LeaseCore> {
+        &self.lease.core
+    }
+}
+
+/// A lock to take: key and options. Made by [`LockClient::lock`].
+#[derive(Debug, Clone)]
+#[must_use = "a lock request does nothing until `.acquire().await` or `.run(..).await`"]
+pub struct LockRequest {
+    client: LockClient,
+    key: String,
+    ttl: Option<Duration>,
+    auto_renew: bool,
+    wait: Duration,
+    on_lost: OnLost,
+    min_hold: Duration,
+}
+
+impl LockRequest {
+    pub(crate) fn new(client: LockClient, key: String) -> Self {
+        LockRequest {
+            client,
+            key,
+            ttl: None,
+            auto_renew: false,
+            wait: Duration::ZERO,
+            on_lost: OnLost::Cancel,
+            min_hold: Duration::ZERO,
+        }
+    }
+
+    /// Lease length (default: the client's default TTL, 30 s). Between 100 ms and 7 days.
+    pub fn ttl(mut self, ttl: Duration) -> Self {
+        self.ttl = Some(ttl);
+        self
+    }
+    /// Keep the lock alive while held: the client's watchdog renews it every ttl/3.
+    pub fn auto_renew(mut self, on: bool) -> Self {
+        self.auto_renew = on;
+        self
+    }
+    /// How long to wait for a busy lock (default zero: fail at once with [`LockError::Busy`]).
+    pub fn wait(mut self, wait: Duration) -> Self {
+        self.wait = wait;
+        self
+    }
+    /// What [`run`](Self::run) does with the future when the lock is lost.
+    pub fn on_lost(mut self, on_lost: OnLost) -> Self {
+        self.on_lost = on_lost;
+        self
+    }
+    /// Keep the lock at least this long after it was taken, even if released earlier (ShedLock's
+    /// `lockAtLeastFor`): on release the key's TTL is cut to the remaining time instead of deleting it.
+    pub fn min_hold(mut self, min_hold: Duration) -> Self {
+        self.min_hold = min_hold;
+        self
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    fn validate(&self) -> Result<Duration, LockError> {
+        validate_key(&self.key)?;
+        let ttl = self.ttl.unwrap_or(self.client.inner.config.default_ttl);
+        check_ttl(ttl)?;
+        if self.wait > MAX_WAIT {
+            return Err(LockError::InvalidOption(format!(
+                "wait {:?} is longer than a day; use a bounded wait such as 30s",
+                self.wait
+            )));
+        }
+        if self.min_hold > MAX_TTL {
+            return Err(LockError::InvalidOption(format!(
+                "min_hold {:?} is longer than 7 days",
+                self.min_hold
+            )));
+        }
+        Ok(ttl)
+    }
+
+    /// Take the lock, waiting up to the configured `wait` for a busy one.
+    pub async fn acquire(self) -> Result<LockGuard, LockError> {
+        use tracing::Instrument as _;
+        let span = tracing::debug_span!("lockattr.acquire", key = %self.key, wait_ms = self.wait.as_millis() as u64);
+        if span.is_disabled() {
+            // No subscriber wants it: skip entering and leaving the span on every poll.
+            return self.acquire_inner().await;
+        }
+        self.acquire_inner().instrument(span).await
+    }
+
+    async fn acquire_inner(mut self) -> Result<LockGuard, LockError> {
+        let ttl = self.validate()?;
+        let rt = tokio::runtime::Handle::try_current().map_err(|_| LockError::NoRuntime)?;
+        let client = self.client.clone();
+        let inner = &client.inner;
+        let name = LockName::from_key(&inner.config.prefix, std::mem::take(&mut self.key));
+        let task = tokio::task::try_id();
+
+        // Reentrancy: this task already runs under this key through this client (inside `run`/the
+        // attribute, found through the task-local chain), or holds a guard for it (by task id).
+        let enclosing = CURRENT
+            .try_with(|c| {
+                c.chain().find_map(|c| {
+                    c.lease.upgrade().filter(|l| {
+                        Arc::ptr_eq(&l.client.inner, inner) && l.core.name.lock_key == name.lock_key
+                    })
+                })
+            })
+            .ok()
+            .flatten();
+        if let Some(lease) = enclosing {
+            if lease.core.is_held() {
+                tracing::trace!(key = %name.key, "lockattr: reentrant acquire");
+                return Ok(LockGuard {
+                    lease,
+                    reentrant: true,
+                });
+            }
+        }
+        if let Some(task) = task {
+            if let Some(lease) = inner.held.find_held(task, &name.lock_key) {
+                if lease.core.is_held() {
+                    tracing::trace!(key = %name.key, "lockattr: reentrant acquire");
+                    return Ok(LockGuard {
+                        lease,
+                        reentrant: true,
+                    });
+                }
+            }
+        }
+
+        let backend: &Arc<dyn Backend> = &inner.backend;
+        let token = Token::random();
+        let margin = inner.config.margin_for(ttl);
+        // Only a waiting request needs the start time.
+        let started = (!self.wait.is_zero()).then(Instant::now);
+        let give_up = started.map(|s| s + self.wait);
+        let mut sub: Option<Subscription> = None;
+        let mut waiting = None;
+        // Fair hand-off inside this process: when other tasks of this client already wait for the key,
+        // queue behind them (wait for the next release notice, which wakes the longest waiter first)
+        // instead of trying first. Without this, a task that releases and at once asks again would
+        // usually win against the waiter that the release woke.
+        if let (Some(started), Some(give_up)) = (started, give_up) {
+            if inner.held.has_waiters(&name.lock_key) {
+                waiting = Some(inner.held.wait_for(&name.lock_key));
+                let s = backend.subscribe(&name).await;
+                let notify = s.notify().clone();
+                sub = Some(s);
+                let fallback = Duration::from_millis(50) + jitter(None);
+                tracing::trace!(key = %name.key, "lockattr: queueing behind local waiters");
+                tokio::select! {
+                    _ = notify.notified() => {}
+                    _ = tokio::time::sleep_until((started + fallback).min(give_up)) => {}
+                }
+            }
+        }
+        loop {
+            let notify = sub.as_ref().map(|s| s.notify().clone());
+            let mut notified = notify.as_ref().map(|n| Box::pin(n.notified()));
+            if let Some(n) = notified.as_mut() {
+                n.as_mut().enable();
+            }
+            let sent = Instant::now();
+            let outcome = backend.acquire(&name, token.as_str(), ttl).await;
+            match outcome {
+                Ok(Acquired::Granted { fence, validity }) => {
+                    if sent.elapsed() + margin >= validity {
+                        // The grant is already (nearly) expired by the time we heard of it: give it back.
+                        let _ = backend.release(&name, token.as_str(), None).await;
+                        if give_up.is_some_and(|g| Instant::now() < g) {
+                            continue;
+                        }
+                        return Err(LockError::Unavailable {
+                            backend: backend.describe(),
+                            key: Some(name.key.clone()),
+                            message: format!("the acquire took longer than the lease ({ttl:?})"),
+                        });
+                    }
+                    drop(waiting);
+                    return Ok(
+                        self.grant(rt, name, token, fence, validity, sent, margin, ttl, task)
+                    );
+                }
+                Ok(Acquired::Busy { remaining }) => {
+                    let (Some(started), Some(give_up)) = (started, give_up) else {
+                        return Err(LockError::Busy {
+                            key: name.key,
+                            remaining,
+                        });
+                    };
+                    let now = Instant::now();
+                    if now >= give_up {
+                        return Err(LockError::Timeout {
+                            key: name.key,
+                            waited: now - started,
+                        });
+                    }
+                    if waiting.is_none() {
+                        waiting = Some(inner.held.wait_for(&name.lock_key));
+                    }
+                    let Some(n) = notified else {
+                        // First time busy: subscribe to release notices, then re-check at once so a
+                        // release between our attempt and the subscription is not missed.
+                        sub = Some(backend.subscribe(&name).await);
+                        continue;
+                    };
+                    let fallback =
+                        remaining.unwrap_or(Duration::from_millis(50)) + jitter(remaining);
+                    tracing::trace!(key = %name.key, ?remaining, "lockattr: busy; waiting for a release notice");
+                    tokio::select! {
+                        _ = n => {}
+                        _ = tokio::time::sleep_until((now + fallback).min(give_up)) => {}
+                    }
+                }
+                Err(e)
+                    if e.kind == BackendErrorKind::Unavailable
+                        && give_up
+                            .is_some_and(|g| Instant::now() + Duration::from_millis(20) < g) =>
+                {
+                    tracing::debug!(key = %name.key, error = %e, "lockattr: acquire failed; retrying while waiting");
+                    let pause =
+                        Duration::from_millis(20) + jitter(Some(Duration::from_millis(200)));
+                    let give_up = give_up.unwrap_or_else(Instant::now);
+                    tokio::time::sleep_until((Instant::now() + pause).min(give_up)).await;
+                }
+                Err(e) => {
+                    return Err(e.into_lock_error(&backend.describe(), &name.key, &name.lock_key))
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn grant(
+        &self,
+        rt: tokio::runtime::Handle,
+        name: LockName,
+        token: Token,
+        fence: u64,
+        validity: Duration,
+        sent: Instant,
+        margin: Duration,
+        ttl: Duration,
+        task: Option<tokio::task::Id>,
+    ) -> LockGuard {
+        let inner = &self.client.inner;
+        let core = Arc::new(LeaseCore {
+            id: NEXT_LEASE_ID.fetch_add(1, Ordering::Relaxed),
+            name,
+            token,
+            fence,
+            ttl,
+            auto_renew: self.auto_renew,
+            margin,
+            acquired_at: sent,
+            deadline_ns: AtomicU64::new(0),
+            lost: AtomicU8::new(NOT_LOST),
+            lost_notify: Notify::new(),
+            released: AtomicBool::new(false),
+        });
+        core.extend(sent + validity);
+        tracing::debug!(key = %core.name.key, fence, ttl_ms = ttl.as_millis() as u64, auto_renew = self.auto_renew, "lockattr: acquired");
+        inner.watchdog.register(core.clone(), &rt);
+        let reentry = task.map(|t| (t, key_hash(&core.name.lock_key)));
+        let lease = Arc::new(Lease {
+            client: self.client.clone(),
+            core,
+            min_hold: self.min_hold,
+            rt,
+            reentry,
+        });
+        if let Some(slot) = reentry {
+            inner.held.insert_held(slot, Arc::downgrade(&lease));
+        }
+        LockGuard {
+            lease,
+            reentrant: false,
+        }
+    }
+
+    /// Run `fut` under the lock: acquire (waiting as configured), run the future while the watchdog keeps
+    /// the lease, release on every exit path (return, panic, or this future being dropped). If the lock
+    /// is lost meanwhile the future is cancelled (or, with [`OnLost::Finish`], allowed to finish) and
+    /// [`LockError::Lost`] is returned. Inside, [`crate::current_lock`] describes the lock.
+    pub async fn run<F: Future>(self, fut: F) -> Result<F::Output, LockError> {
+        let (out, lost) = self.run_inner(fut).await?;
+        match lost {
+            Some(e) => Err(e),
+            None => Ok(out),
+        }
+    }
+
+    /// Like [`run`](Self::run) for a fallible future: lock errors are converted into the future's error
+    /// type. What `#[distributed_lock]` generates.
+    pub async fn run_result<T, E, F>(self, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<LockError>,
+    {
+        match self.run_inner(fut).await {
+            Err(e) => Err(E::from(e)),
+            Ok((Err(user), _)) => Err(user),
+            Ok((Ok(_), Some(lost))) => Err(E::from(lost)),
+            Ok((Ok(v), None)) => Ok(v),
+        }
+    }
+
+    async fn run_inner<F: Future>(
+        self,
+        fut: F,
+    ) -> Result<(F::Output, Option<LockError>), LockError> {
+        let on_lost = self.on_lost;
+        let guard = self.acquire().await?;
+        let current = CurrentLock::new(guard.core().clone(), Arc::downgrade(&guard.lease));
+        let body = CURRENT.scope(current, fut);
+        let out = match on_lost {
+            OnLost::Cancel => {
+                let core = guard.core().clone();
+                tokio::select! {
+                    biased;
+                    reason = core.lost() => {
+                        // `body` is dropped here: the guarded work is cancelled.
+                        return Err(core.lost_error(reason, true));
+                    }
+                    out = body => out,
+                }
+            }
+            OnLost::Finish => body.await,
+        };
+        let core = guard.core().clone();
+        if let Some(reason) = core.lost_reason() {
+            drop(guard);
+            return Ok((out, Some(core.lost_error(reason, false))));
+        }
+        if !core.is_held() {
+            // The deadline passed while the body finished; the watchdog had not said so yet.
+            let reason = if core.auto_renew {
+                LostReason::DeadlineExpired
+            } else {
+                LostReason::TtlElapsed
+            };
+            core.mark_lost(reason);
+            drop(guard);
+            return Ok((out, Some(core.lost_error(reason, false))));
+        }
+        match guard.release().await {
+            Ok(()) => Ok((out, None)),
+            Err(e @ LockError::Lost { .. }) => Ok((out, Some(e))),
+            Err(e) => {
+                // Held through the whole body as far as we know; only the release failed, so the key
+                // expires at its TTL. Report success.
+                tracing::warn!(key = %core.name.key, error = %e, "lockattr: release failed after the guarded work finished; the key expires at its TTL");
+                Ok((out, None))
+            }
+        }
+    }
+}
+
+fn jitter(remaining: Option<Duration>) -> Duration {
+    let cap = remaining
+        .map(|r| r / 20)
+        .unwrap_or_default()
+        .clamp(Duration::from_millis(1), Duration::from_millis(25));
+    Duration::from_micros(rand::random_range(0..=cap.as_micros() as u64))
+}

@@ -1,0 +1,396 @@
+//! One renewal task per client. It keeps every held lease in a timer heap, renews all leases that are due
+//! in one batched, owner-checked call per backend round trip, and tells a holder the moment its lease is
+//! gone: when a renewal answers "not yours", or when the lease's local deadline (send time of the last
+//! confirmed renewal + validity - safety margin, on the monotonic clock) passes without confirmation.
+//!
+//! It never renews a lease after it was released, dropped or cancelled: unregistering is synchronous and
+//! happens before the release command is sent, and a renewal already in flight is owner-checked on the
+//! server, so it cannot extend a key that was deleted or taken over.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::backend::{Backend, RenewItem, Renewed};
+use crate::error::{BackendError, LostReason};
+use crate::lease::LeaseCore;
+
+/// Most leases renewed by one backend call.
+const MAX_BATCH: usize = 512;
+
+/// A fast hasher for small integer keys (lease ids, task ids) and short strings: a multiply-rotate
+/// mix in the style of rustc's FxHash. Not DoS-resistant, which is fine for keys this process makes.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FastHasher(u64);
+
+const SEED: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl FastHasher {
+    #[inline]
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(SEED);
+    }
+}
+
+impl Hasher for FastHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes([
+                c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7],
+            ]));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut buf = [0u8; 8];
+            buf[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(buf) ^ ((rest.len() as u64) << 56));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A `HashMap` with [`FastHasher`].
+pub(crate) type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<FastHasher>>;
+
+struct Entry {
+    core: Arc<LeaseCore>,
+    gen: u32,
+    renew_at: Option<Instant>,
+    in_flight: bool,
+}
+
+impl Entry {
+    fn next_event(&self) -> Instant {
+        let deadline = self.core.deadline();
+        match (self.renew_at, self.in_flight) {
+            (Some(r), false) if r < deadline => r,
+            _ => deadline,
+        }
+    }
+}
+
+#[derive(Default)]
+struct State {
+    entries: FastMap<u64, Entry>,
+    /// Events by time. Entries of leases that were unregistered (or rescheduled: older `gen`) stay until
+    /// they reach the top or the heap is compacted.
+    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    /// When the task will next look at the heap by itself (`None`: it waits for a wake-up). A new lease
+    /// whose first event comes later needs no wake-up: registering stays off the task's path.
+    next_wake: Option<Instant>,
+}
+
+/// Queue the next event of entry `id`; returns its time.
+fn push_event(
+    heap: &mut BinaryHeap<Reverse<(Instant, u64, u32)>>,
+    id: u64,
+    e: &mut Entry,
+) -> Instant {
+    e.gen = e.gen.wrapping_add(1);
+    let at = e.next_event();
+    heap.push(Reverse((at, id, e.gen)));
+    at
+}
+
+impl State {
+    /// Queue the next event of `id`; returns its time.
+    fn schedule(&mut self, id: u64) -> Option<Instant> {
+        let e = self.entries.get_mut(&id)?;
+        Some(push_event(&mut self.heap, id, e))
+    }
+
+    /// Drop the stale heap entries once they outnumber the live ones (long-held locks would otherwise
+    /// keep every short-lived lock's entry behind them). Amortised O(1) per event.
+    fn compact_if_needed(&mut self) {
+        if self.heap.len() <= 2 * self.entries.len() + 1024 {
+            return;
+        }
+        let live: Vec<_> = self
+            .entries
+            .iter()
+            .map(|(id, e)| Reverse((e.next_event(), *id, e.gen)))
+            .collect();
+        self.heap = BinaryHeap::from(live);
+    }
+}
+
+struct Shared {
+    state: Mutex<State>,
+    wake: Notify,
+    backend: Arc<dyn Backend>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Shared {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The per-client renewal watchdog (see the module docs).
+pub(crate) struct Watchdog {
+    shared: Arc<Shared>,
+}
+
+impl Watchdog {
+    pub(crate) fn new(backend: Arc<dyn Backend>) -> Watchdog {
+        Watchdog {
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                backend,
+                task: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.shared.state().entries.len()
+    }
+
+    /// Track a freshly acquired lease: renew it every ttl/3 when `auto_renew`, and signal loss at its
+    /// deadline.
+    pub(crate) fn register(&self, core: Arc<LeaseCore>, rt: &tokio::runtime::Handle) {
+        let id = core.id;
+        let renew_at = core
+            .auto_renew
+            .then(|| core.acquired_at + core.renew_every());
+        let wake = {
+            let mut st = self.shared.state();
+            st.entries.insert(
+                id,
+                Entry {
+                    core,
+                    gen: 0,
+                    renew_at,
+                    in_flight: false,
+                },
+            );
+            st.compact_if_needed();
+            let at = st.schedule(id);
+            // Wake the task only when this lease's first event comes before the task looks anyway.
+            match (at, st.next_wake) {
+                (Some(at), Some(next)) if at >= next => false,
+                (Some(at), _) => {
+                    st.next_wake = Some(at);
+                    true
+                }
+                (None, _) => false,
+            }
+        };
+        if self.ensure_task(rt) || wake {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Stop tracking a lease (release, drop, loss). Synchronous: after this returns no new renewal of it
+    /// is sent.
+    pub(crate) fn unregister(&self, id: u64) {
+        self.shared.state().entries.remove(&id);
+    }
+
+    /// Start the task if it is not running (first lease, or its runtime has gone). Returns whether it
+    /// was started.
+    fn ensure_task(&self, rt: &tokio::runtime::Handle) -> bool {
+        let mut task = self.shared.task.lock().unwrap_or_else(|p| p.into_inner());
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return false;
+        }
+        *task = Some(rt.spawn(run(self.shared.clone())));
+        true
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        if let Some(t) = self
+            .shared
+            .task
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            t.abort();
+        }
+    }
+}
+
+/// Retry delay after a failed renewal round trip (still well inside the deadline).
+fn retry_delay(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(5), Duration::from_millis(250))
+}
+
+/// Renewals due within this window are sent together (early by at most this much).
+fn coalesce_window(ttl: Duration) -> Duration {
+    (ttl / 20).min(Duration::from_millis(50))
+}
+
+/// The task holds the shared state; [`Watchdog`]'s `Drop` aborts it.
+async fn run(shared: Arc<Shared>) {
+    loop {
+        let notified = shared.wake.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (batches, next) = collect_due(&shared);
+        for batch in batches {
+            let shared2 = shared.clone();
+            tokio::spawn(renew_batch(shared2, batch));
+        }
+        match next {
+            Some(t) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(t) => {}
+                    _ = &mut notified => {}
+                }
+            }
+            None => notified.await,
+        }
+    }
+}
+
+/// Pop every due event: leases past their deadline are told they are lost; leases due for renewal are
+/// grouped into batches. Returns the batches and the time of the next event.
+///
+/// A lease whose renewal is in flight has no event in the heap: its batch ends (answered, failed, or
+/// cut off at the earliest deadline of the batch, see [`renew_batch`]) and queues it again. That keeps
+/// renewal at one heap push and pop per lease and period.
+fn collect_due(shared: &Shared) -> (Vec<Vec<Arc<LeaseCore>>>, Option<Instant>) {
+    let now = Instant::now();
+    let mut guard = shared.state();
+    let st = &mut *guard;
+    let mut due: Vec<Arc<LeaseCore>> = Vec::new();
+    let mut requeue = Vec::new();
+    let mut lost = Vec::new();
+    while let Some(&Reverse((when, id, gen))) = st.heap.peek() {
+        let Some(e) = st
+            .entries
+            .get_mut(&id)
+            .filter(|e| e.gen == gen && !e.in_flight)
+        else {
+            st.heap.pop();
+            continue;
+        };
+        let window = coalesce_window(e.core.ttl);
+        if when > now + window {
+            break;
+        }
+        st.heap.pop();
+        if e.core.deadline() <= now {
+            lost.push(id);
+            continue;
+        }
+        match e.renew_at {
+            Some(r) if r <= now + window => {
+                e.in_flight = true;
+                due.push(e.core.clone());
+            }
+            _ => requeue.push(id),
+        }
+    }
+    for id in lost {
+        if let Some(e) = st.entries.remove(&id) {
+            let reason = if e.core.auto_renew {
+                LostReason::DeadlineExpired
+            } else {
+                LostReason::TtlElapsed
+            };
+            e.core.mark_lost(reason);
+        }
+    }
+    for id in requeue {
+        st.schedule(id);
+    }
+    let next = st.heap.peek().map(|Reverse((t, _, _))| *t);
+    st.next_wake = next;
+    drop(guard);
+    let batches = due.chunks(MAX_BATCH).map(<[_]>::to_vec).collect();
+    (batches, next)
+}
+
+/// Renew one batch and queue its leases again. The call is cut off at the earliest deadline of the batch
+/// (the leases are not in the heap meanwhile), so a stalled backend still ends in a loss signal on time.
+async fn renew_batch(shared: Arc<Shared>, batch: Vec<Arc<LeaseCore>>) {
+    let sent = Instant::now();
+    let cutoff = batch.iter().map(|c| c.deadline()).min().unwrap_or(sent);
+    let items: Vec<RenewItem<'_>> = batch
+        .iter()
+        .map(|c| RenewItem {
+            name: &c.name,
+            token: c.token.as_str(),
+            ttl: c.ttl,
+        })
+        .collect();
+    let result = match tokio::time::timeout_at(cutoff, shared.backend.renew(&items)).await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::unavailable(
+            "no renewal answer before the earliest lease deadline of the batch",
+        )),
+    };
+    drop(items);
+    let mut guard = shared.state();
+    let st = &mut *guard;
+    match result {
+        Ok(outcomes) => {
+            for (core, outcome) in batch.iter().zip(outcomes) {
+                let Some(e) = st.entries.get_mut(&core.id) else {
+                    continue;
+                };
+                e.in_flight = false;
+                match outcome {
+                    Renewed::Extended(validity) => {
+                        core.extend(sent + validity);
+                        e.renew_at = Some(sent + core.renew_every());
+                        tracing::trace!(key = %core.name.key, fence = core.fence, "lockattr: renewed");
+                    }
+                    Renewed::NotHeld => {
+                        st.entries.remove(&core.id);
+                        core.mark_lost(LostReason::NotOwner);
+                        continue;
+                    }
+                }
+                push_event(&mut st.heap, core.id, e);
+            }
+        }
+        Err(err) => {
+            let now = Instant::now();
+            for core in &batch {
+                let Some(e) = st.entries.get_mut(&core.id) else {
+                    continue;
+                };
+                e.in_flight = false;
+                e.renew_at = Some(now + retry_delay(core.ttl));
+                tracing::debug!(key = %core.name.key, error = %err, "lockattr: renewal failed; retrying inside the deadline");
+                push_event(&mut st.heap, core.id, e);
+            }
+        }
+    }
+    drop(guard);
+    shared.wake.notify_one();
+}

@@ -1,0 +1,752 @@
+//! An independent witness on the lock server: a `MONITOR` connection that sees every command the server
+//! executes, in execution order, including the commands each Lua script runs. From it the checker
+//! rebuilds, per lock key, who holds it (the token of the last successful `SET NX`, cleared by `DEL`),
+//! and checks that
+//! - every `PEXPIRE` (renewal) and `DEL` (release) a lockattr script runs on a key is done on behalf of
+//!   the token that holds it (no release or renewal ever touches another holder's lock);
+//! - fences are issued in strictly increasing order per key (also across restarts);
+//! - nothing but the scripts writes lock keys;
+//! - nothing runs a lockattr script after a given moment (the end-of-run quiet window).
+//!
+//! Scripts are recognised by their shape: acquire has 2 keys and 2 arguments (token, ttl), release 1
+//! key and 3 arguments (token, channel, keep-for), a renewal batch `n` keys and `2n` arguments (tokens,
+//! then TTLs). Concurrent acquires and releases that the client coalesced into one call: a coalesced
+//! acquire has `2n` keys (lock, counter per lock) and the marker argument `many` followed by a token
+//! and a TTL per lock; a coalesced release `n` keys and `3n` arguments (token, channel, keep-for per
+//! lock). When the connection drops (a restart), commands may have been missed, so every key's
+//! holder becomes unknown (never a false alarm) until its next grant.
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// Examples kept per kind of finding.
+const MAX_EXAMPLES: usize = 10;
+
+/// What the monitor saw.
+#[derive(Debug, Default, Clone)]
+pub struct MonitorStats {
+    /// Lines read.
+    pub lines: u64,
+    /// Times the connection was (re-)established.
+    pub connections: u64,
+    /// Successful grants (`SET NX` followed by the fence update).
+    pub grants: u64,
+    /// Acquire attempts that found the key busy.
+    pub busy: u64,
+    /// Renewal batches.
+    pub renew_batches: u64,
+    /// Leases in renewal batches.
+    pub renew_items: u64,
+    /// Leases extended (`PEXPIRE` run).
+    pub renew_extended: u64,
+    /// Release calls.
+    pub releases: u64,
+    /// Releases that deleted the key.
+    pub releases_deleted: u64,
+    /// `EVALSHA` calls that ran nothing (`NOSCRIPT`, then reloaded).
+    pub noscript: u64,
+    /// Renewal attempts (owner-checked, so harmless) that reached the server after the same token's
+    /// release had deleted the key.
+    pub renew_attempts_after_release: u64,
+    /// Violations: a renewal or release touched a key held by another token.
+    pub foreign_touches: u64,
+    /// Examples of foreign touches.
+    pub foreign_examples: Vec<String>,
+    /// Violations: a fence not greater than the previous one issued for the key.
+    pub fence_regressions: u64,
+    /// Examples of fence regressions.
+    pub fence_examples: Vec<String>,
+    /// Violations: a lock key written by something other than a lockattr script.
+    pub unscripted_writes: u64,
+    /// Examples of unscripted writes.
+    pub unscripted_examples: Vec<String>,
+    /// Lockattr script calls seen after the quiet-window start (see [`Monitor::set_quiet_from`]).
+    pub calls_in_quiet_window: u64,
+    /// Examples of such calls.
+    pub quiet_examples: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Token(String),
+    Free,
+    Unknown,
+}
+
+#[derive(Default)]
+struct State {
+    stats: MonitorStats,
+    owners: HashMap<String, Owner>,
+    /// Holder of keys not in `owners`: `Free` until the first gap, `Unknown` after.
+    default_unknown: bool,
+    last_fence: HashMap<String, u64>,
+    deleted_tokens: HashSet<String>,
+    /// (lock key, fence) -> token, for grants.
+    token_of: HashMap<(String, u64), String>,
+    pending: Option<Group>,
+}
+
+struct Group {
+    ts: u64,
+    args: Vec<String>,
+    lua: Vec<Vec<String>>,
+}
+
+/// The monitor: a thread reading `MONITOR` from the lock server, reconnecting after restarts.
+pub struct Monitor {
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    quiet_from: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+    thread: Option<JoinHandle<()>>,
+    prefix: String,
+}
+
+impl Monitor {
+    /// Start monitoring the server at `addr`; lock keys start with `prefix:{`. Returns once the first
+    /// `MONITOR` is confirmed (or after 5 s).
+    pub fn start(addr: SocketAddr, prefix: &str) -> Monitor {
+        let state = Arc::new(Mutex::new(State::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let quiet_from = Arc::new(AtomicU64::new(0));
+        let connections = Arc::new(AtomicU64::new(0));
+        let lock_prefix = format!("{prefix}:{{");
+        let thread = {
+            let (state, stop, quiet_from, connections) = (
+                state.clone(),
+                stop.clone(),
+                quiet_from.clone(),
+                connections.clone(),
+            );
+            let lock_prefix = lock_prefix.clone();
+            std::thread::Builder::new()
+                .name("torture-monitor".into())
+                .spawn(move || reader(addr, state, stop, quiet_from, connections, lock_prefix))
+                .ok()
+        };
+        let m = Monitor {
+            state,
+            stop,
+            quiet_from,
+            connections,
+            thread,
+            prefix: lock_prefix,
+        };
+        m.wait_connected(1, Duration::from_secs(5));
+        m
+    }
+
+    /// How many times the connection has been established.
+    pub fn connections(&self) -> u64 {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    /// Wait (bounded) until the connection has been established at least `n` times.
+    pub fn wait_connected(&self, n: u64, max: Duration) -> bool {
+        let deadline = std::time::Instant::now() + max;
+        while self.connections() < n {
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
+    /// Count every lockattr script call the server runs at or after `us` (server clock, µs).
+    pub fn set_quiet_from(&self, us: u64) {
+        self.quiet_from.store(us, Ordering::SeqCst);
+    }
+
+    /// Stop and return what was seen, and the token of each grant by (lock key, fence).
+    pub fn finish(
+        mut self,
+    ) -> (
+        MonitorStats,
+        HashMap<(String, u64), String>,
+        HashSet<String>,
+    ) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let quiet = self.quiet_from.load(Ordering::SeqCst);
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        finalize(&mut st, &self.prefix, quiet);
+        (
+            st.stats.clone(),
+            std::mem::take(&mut st.token_of),
+            std::mem::take(&mut st.deleted_tokens),
+        )
+    }
+}
+
+impl Drop for Monitor {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+fn reader(
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    stop: Arc<AtomicBool>,
+    quiet_from: Arc<AtomicU64>,
+    connections: Arc<AtomicU64>,
+    prefix: String,
+) {
+    let mut first = true;
+    while !stop.load(Ordering::SeqCst) {
+        let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(100)));
+        if stream.write_all(b"MONITOR\r\n").is_err() {
+            continue;
+        }
+        let mut r = BufReader::with_capacity(1 << 20, stream);
+        let mut line = String::new();
+        // Wait for +OK.
+        let mut ok = false;
+        for _ in 0..50 {
+            line.clear();
+            match r.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) if line.starts_with("+OK") => {
+                    ok = true;
+                    break;
+                }
+                Ok(_) => break,
+                Err(e) if is_timeout(&e) => continue,
+                Err(_) => break,
+            }
+        }
+        if !ok {
+            std::thread::sleep(Duration::from_millis(5));
+            continue;
+        }
+        {
+            let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+            if !first {
+                // Commands may have been missed: forget every holder.
+                finalize(&mut st, &prefix, 0);
+                for o in st.owners.values_mut() {
+                    *o = Owner::Unknown;
+                }
+                st.default_unknown = true;
+            }
+        }
+        first = false;
+        connections.fetch_add(1, Ordering::SeqCst);
+        let mut batch: Vec<String> = Vec::with_capacity(256);
+        line.clear();
+        loop {
+            match r.read_line(&mut line) {
+                Ok(0) => break,
+                Ok(_) => {
+                    if line.ends_with('\n') {
+                        batch.push(line.trim_end_matches(['\r', '\n']).to_owned());
+                        line.clear();
+                    }
+                    if r.buffer().is_empty() || batch.len() >= 4096 {
+                        flush(&state, &mut batch, &prefix, &quiet_from);
+                    }
+                }
+                Err(e) if is_timeout(&e) => {
+                    // A partial line stays in `line` and is completed by the next read.
+                    flush(&state, &mut batch, &prefix, &quiet_from);
+                    if stop.load(Ordering::SeqCst) {
+                        return;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        flush(&state, &mut batch, &prefix, &quiet_from);
+    }
+}
+
+fn flush(state: &Mutex<State>, batch: &mut Vec<String>, prefix: &str, quiet_from: &AtomicU64) {
+    if batch.is_empty() {
+        return;
+    }
+    let quiet = quiet_from.load(Ordering::SeqCst);
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    for l in batch.drain(..) {
+        process(&mut st, &l, prefix, quiet);
+    }
+}
+
+fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// One parsed `MONITOR` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MonitorLine {
+    /// Server time, µs.
+    pub ts: u64,
+    /// `lua` for commands run by a script, else the client address.
+    pub client: String,
+    /// The command and its arguments (unescaped, lossy UTF-8).
+    pub args: Vec<String>,
+}
+
+/// Parse `+1700000000.123456 [0 127.0.0.1:5000] "SET" "k" "v"` (the leading `+` is optional).
+pub fn parse_monitor_line(line: &str) -> Option<MonitorLine> {
+    let line = line.strip_prefix('+').unwrap_or(line);
+    let (ts, rest) = line.split_once(' ')?;
+    let (secs, frac) = ts.split_once('.')?;
+    let frac = format!("{frac:0<6}");
+    let ts = secs.parse::<u64>().ok()? * 1_000_000 + frac.get(..6)?.parse::<u64>().ok()?;
+    let rest = rest.strip_prefix('[')?;
+    let (inside, rest) = rest.split_once("] ")?;
+    let client = inside.split_once(' ').map(|(_, c)| c)?.to_owned();
+    Some(MonitorLine {
+        ts,
+        client,
+        args: unquote_args(rest)?,
+    })
+}
+
+/// Split `"a" "b\x00" "c\"d"` into unescaped arguments (the escaping of Redis's `sdscatrepr`).
+pub fn unquote_args(s: &str) -> Option<Vec<String>> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b' ' {
+            i += 1;
+            continue;
+        }
+        if b[i] != b'"' {
+            return None;
+        }
+        i += 1;
+        let mut arg = Vec::new();
+        loop {
+            let c = *b.get(i)?;
+            i += 1;
+            match c {
+                b'"' => break,
+                b'\\' => {
+                    let e = *b.get(i)?;
+                    i += 1;
+                    match e {
+                        b'n' => arg.push(b'\n'),
+                        b'r' => arg.push(b'\r'),
+                        b't' => arg.push(b'\t'),
+                        b'a' => arg.push(7),
+                        b'b' => arg.push(8),
+                        b'x' => {
+                            let h = std::str::from_utf8(b.get(i..i + 2)?).ok()?;
+                            arg.push(u8::from_str_radix(h, 16).ok()?);
+                            i += 2;
+                        }
+                        other => arg.push(other),
+                    }
+                }
+                other => arg.push(other),
+            }
+        }
+        out.push(String::from_utf8_lossy(&arg).into_owned());
+    }
+    Some(out)
+}
+
+/// Commands that write their first key.
+const WRITES: &[&str] = &[
+    "SET",
+    "DEL",
+    "UNLINK",
+    "EXPIRE",
+    "PEXPIRE",
+    "EXPIREAT",
+    "PEXPIREAT",
+    "PERSIST",
+    "GETDEL",
+    "GETSET",
+    "SETEX",
+    "PSETEX",
+    "SETNX",
+    "RENAME",
+    "INCR",
+    "INCRBY",
+    "APPEND",
+    "HSET",
+    "LPUSH",
+    "RPUSH",
+    "SADD",
+    "ZADD",
+    "GETEX",
+    "COPY",
+    "MOVE",
+    "RESTORE",
+];
+
+fn process(st: &mut State, line: &str, prefix: &str, quiet: u64) {
+    st.stats.lines += 1;
+    let Some(m) = parse_monitor_line(line) else {
+        return;
+    };
+    if m.client == "lua" {
+        if let Some(g) = st.pending.as_mut() {
+            g.lua.push(m.args);
+        }
+        return;
+    }
+    finalize(st, prefix, quiet);
+    let Some(cmd) = m.args.first() else {
+        return;
+    };
+    let cmd = cmd.to_ascii_uppercase();
+    if cmd == "EVALSHA" || cmd == "EVAL" {
+        st.pending = Some(Group {
+            ts: m.ts,
+            args: m.args,
+            lua: Vec::new(),
+        });
+        return;
+    }
+    if WRITES.contains(&cmd.as_str()) && m.args.get(1).is_some_and(|k| k.starts_with(prefix)) {
+        st.stats.unscripted_writes += 1;
+        if st.stats.unscripted_examples.len() < MAX_EXAMPLES {
+            st.stats.unscripted_examples.push(line.to_owned());
+        }
+    }
+}
+
+fn owner(st: &State, key: &str) -> Owner {
+    st.owners
+        .get(key)
+        .cloned()
+        .unwrap_or(if st.default_unknown {
+            Owner::Unknown
+        } else {
+            Owner::Free
+        })
+}
+
+fn touch(st: &mut State, key: &str, token: &str, what: &str, ts: u64) {
+    let ok = match owner(st, key) {
+        Owner::Token(t) => t == token,
+        Owner::Unknown => true,
+        Owner::Free => false,
+    };
+    if !ok {
+        st.stats.foreign_touches += 1;
+        if st.stats.foreign_examples.len() < MAX_EXAMPLES {
+            let holder = owner(st, key);
+            st.stats.foreign_examples.push(format!(
+                "at {ts}: {what} of {key} on behalf of token {token} while the key is {holder:?}"
+            ));
+        }
+    }
+}
+
+fn eq(a: &str, b: &str) -> bool {
+    a.eq_ignore_ascii_case(b)
+}
+
+/// A grant of `lock` to `token` with `fence`: check the fence order, record the holder.
+fn record_grant(st: &mut State, lock: &str, token: String, fence: u64, ts: u64) {
+    st.stats.grants += 1;
+    let last = st.last_fence.get(lock).copied().unwrap_or(0);
+    if fence <= last {
+        st.stats.fence_regressions += 1;
+        if st.stats.fence_examples.len() < MAX_EXAMPLES {
+            st.stats.fence_examples.push(format!(
+                "at {ts}: {lock} granted fence {fence} after fence {last}"
+            ));
+        }
+    }
+    st.last_fence.insert(lock.to_owned(), fence.max(last));
+    st.owners
+        .insert(lock.to_owned(), Owner::Token(token.clone()));
+    st.token_of.insert((lock.to_owned(), fence), token);
+}
+
+/// Process the pending script group, if any.
+fn finalize(st: &mut State, prefix: &str, quiet: u64) {
+    let Some(g) = st.pending.take() else {
+        return;
+    };
+    if g.lua.is_empty() {
+        st.stats.noscript += 1;
+        return;
+    }
+    let Some(nkeys) = g.args.get(2).and_then(|n| n.parse::<usize>().ok()) else {
+        return;
+    };
+    let Some(keys) = g.args.get(3..3 + nkeys) else {
+        return;
+    };
+    let argv = &g.args[3 + nkeys..];
+    let is_lock_script = keys.first().is_some_and(|k| k.starts_with(prefix));
+    if !is_lock_script {
+        return;
+    }
+    if quiet > 0 && g.ts >= quiet {
+        st.stats.calls_in_quiet_window += 1;
+        if st.stats.quiet_examples.len() < MAX_EXAMPLES {
+            st.stats
+                .quiet_examples
+                .push(format!("at {}: {}", g.ts, g.args.join(" ")));
+        }
+    }
+    match (nkeys, argv.len()) {
+        (2, 2) => {
+            // Acquire: SET lock token NX PX ttl; on success TIME, then SET fence f.
+            let lock = &keys[0];
+            let set = g
+                .lua
+                .iter()
+                .position(|c| c.len() >= 3 && eq(&c[0], "SET") && &c[1] == lock);
+            let Some(i) = set else { return };
+            let granted = g.lua[i + 1..].iter().any(|c| eq(&c[0], "TIME"));
+            if !granted {
+                st.stats.busy += 1;
+                return;
+            }
+            let token = g.lua[i][2].clone();
+            let fence = g.lua[i + 1..]
+                .iter()
+                .find(|c| c.len() >= 3 && eq(&c[0], "SET") && c[1] == keys[1])
+                .and_then(|c| c[2].parse::<u64>().ok())
+                .unwrap_or(0);
+            record_grant(st, lock, token, fence, g.ts);
+        }
+        (n, a) if n % 2 == 0 && a == n + 1 && eq(&argv[0], "many") => {
+            // Coalesced acquire: TIME once, then per lock (in order) SET lock token NX PX ttl and, when
+            // granted, SET counter fence GET (maybe SET counter fence again); a bad counter is put
+            // back and the lock deleted again (DEL).
+            let locks = n / 2;
+            let mut fences: Vec<Option<u64>> = vec![None; locks];
+            let mut item: Option<usize> = None;
+            let mut seen = 0usize;
+            for c in &g.lua {
+                if c.len() >= 3 && eq(&c[0], "SET") && c.iter().any(|a| eq(a, "NX")) {
+                    item = (seen < locks).then_some(seen);
+                    seen += 1;
+                } else if let Some(i) = item {
+                    if c.len() >= 3 && eq(&c[0], "SET") && c[1] == keys[2 * i + 1] {
+                        if let Ok(f) = c[2].parse::<u64>() {
+                            fences[i] = Some(f);
+                        }
+                    } else if eq(&c[0], "DEL") && c.get(1) == Some(&keys[2 * i]) {
+                        fences[i] = None;
+                    }
+                }
+            }
+            for (i, fence) in fences.into_iter().enumerate() {
+                match (fence, argv.get(1 + 2 * i)) {
+                    (Some(fence), Some(token)) => {
+                        record_grant(st, &keys[2 * i], token.clone(), fence, g.ts)
+                    }
+                    _ => st.stats.busy += 1,
+                }
+            }
+        }
+        (n, a) if n > 1 && a == 3 * n => {
+            // Coalesced release: per lock (in order) GET, then DEL + PUBLISH or PEXPIRE if ours.
+            st.stats.releases += n as u64;
+            let mut current: Option<usize> = None;
+            let mut next = 0usize;
+            for c in &g.lua {
+                if eq(&c[0], "GET") {
+                    current = Some(next);
+                    next += 1;
+                    continue;
+                }
+                let Some(i) = current else { continue };
+                let (Some(lock), Some(token)) = (keys.get(i), argv.get(3 * i)) else {
+                    continue;
+                };
+                let (lock, token) = (lock.clone(), token.clone());
+                if eq(&c[0], "DEL") && c.get(1) == Some(&lock) {
+                    touch(st, &lock, &token, "release (DEL)", g.ts);
+                    st.owners.insert(lock.clone(), Owner::Free);
+                    st.deleted_tokens.insert(token);
+                    st.stats.releases_deleted += 1;
+                } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
+                    touch(st, &lock, &token, "release (PEXPIRE)", g.ts);
+                }
+            }
+        }
+        (1, 3) => {
+            // Release: GET, then DEL + PUBLISH, or PEXPIRE (minimum hold).
+            st.stats.releases += 1;
+            let lock = keys[0].clone();
+            let token = argv[0].clone();
+            for c in &g.lua {
+                if eq(&c[0], "DEL") && c.get(1) == Some(&lock) {
+                    touch(st, &lock, &token, "release (DEL)", g.ts);
+                    st.owners.insert(lock.clone(), Owner::Free);
+                    st.deleted_tokens.insert(token.clone());
+                    st.stats.releases_deleted += 1;
+                } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
+                    touch(st, &lock, &token, "release (PEXPIRE)", g.ts);
+                }
+            }
+        }
+        (n, a) if a == 2 * n => {
+            // Renewal batch: for each lease GET, then PEXPIRE if it is still ours.
+            st.stats.renew_batches += 1;
+            st.stats.renew_items += n as u64;
+            for t in &argv[..n] {
+                if st.deleted_tokens.contains(t) {
+                    st.stats.renew_attempts_after_release += 1;
+                }
+            }
+            let mut current: Option<usize> = None;
+            let mut next = 0usize;
+            for c in &g.lua {
+                if eq(&c[0], "GET") {
+                    current = Some(next);
+                    next += 1;
+                } else if eq(&c[0], "PEXPIRE") {
+                    let Some(i) = current else { continue };
+                    let (Some(key), Some(token)) = (keys.get(i), argv.get(i)) else {
+                        continue;
+                    };
+                    if c.get(1) != Some(key) {
+                        st.stats.foreign_touches += 1;
+                        if st.stats.foreign_examples.len() < MAX_EXAMPLES {
+                            st.stats.foreign_examples.push(format!(
+                                "at {}: renewal batch ran PEXPIRE on {:?} for item {i} ({key})",
+                                g.ts,
+                                c.get(1)
+                            ));
+                        }
+                        continue;
+                    }
+                    st.stats.renew_extended += 1;
+                    let (key, token) = (key.clone(), token.clone());
+                    touch(st, &key, &token, "renewal (PEXPIRE)", g.ts);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_monitor_lines() {
+        let l = parse_monitor_line(r#"+1795295261.160465 [0 lua] "SET" "k{\xc3\xa9}\\n\"x" "v""#)
+            .unwrap();
+        assert_eq!(l.ts, 1_795_295_261_160_465);
+        assert_eq!(l.client, "lua");
+        assert_eq!(
+            l.args,
+            vec!["SET".to_owned(), "k{é}\\n\"x".into(), "v".into()]
+        );
+        let l = parse_monitor_line(r#"1.5 [0 127.0.0.1:53766] "evalsha" "ab" "0""#).unwrap();
+        assert_eq!(l.ts, 1_500_000);
+        assert_eq!(l.client, "127.0.0.1:53766");
+    }
+
+    fn feed(st: &mut State, lines: &[&str]) {
+        for l in lines {
+            process(st, l, "t:{", 0);
+        }
+        finalize(st, "t:{", 0);
+    }
+
+    #[test]
+    fn follows_coalesced_acquires_and_releases() {
+        let mut st = State::default();
+        feed(
+            &mut st,
+            &[
+                r#"1.0 [0 c:1] "EVALSHA" "m" "4" "t:{a}" "t:{a}:fence" "t:{b}" "t:{b}:fence" "many" "tok1" "500" "tok2" "500""#,
+                r#"1.01 [0 lua] "TIME""#,
+                r#"1.02 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
+                r#"1.03 [0 lua] "SET" "t:{a}:fence" "7" "GET""#,
+                r#"1.04 [0 lua] "SET" "t:{b}" "tok2" "NX" "PX" "500""#,
+                r#"1.05 [0 lua] "TYPE" "t:{b}""#,
+                r#"1.06 [0 lua] "PTTL" "t:{b}""#,
+                r#"1.1 [0 c:1] "EVALSHA" "n" "2" "t:{a}" "t:{b}" "tok1" "t:{a}:released" "0" "tok2" "t:{b}:released" "0""#,
+                r#"1.11 [0 lua] "GET" "t:{a}""#,
+                r#"1.12 [0 lua] "DEL" "t:{a}""#,
+                r#"1.13 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
+                r#"1.14 [0 lua] "GET" "t:{b}""#,
+            ],
+        );
+        assert_eq!(st.stats.grants, 1, "{:?}", st.stats);
+        assert_eq!(st.stats.busy, 1);
+        assert_eq!(st.stats.releases_deleted, 1);
+        assert_eq!(st.stats.foreign_touches, 0, "{:?}", st.stats);
+        // A coalesced release of someone else's lock is caught.
+        feed(
+            &mut st,
+            &[
+                r#"2.0 [0 c:1] "EVALSHA" "m" "2" "t:{c}" "t:{c}:fence" "many" "tok5" "500""#,
+                r#"2.01 [0 lua] "TIME""#,
+                r#"2.02 [0 lua] "SET" "t:{c}" "tok5" "NX" "PX" "500""#,
+                r#"2.03 [0 lua] "SET" "t:{c}:fence" "9" "GET""#,
+                r#"2.1 [0 c:2] "EVALSHA" "n" "2" "t:{x}" "t:{c}" "tok8" "t:{x}:released" "0" "tok6" "t:{c}:released" "0""#,
+                r#"2.11 [0 lua] "GET" "t:{x}""#,
+                r#"2.12 [0 lua] "GET" "t:{c}""#,
+                r#"2.13 [0 lua] "DEL" "t:{c}""#,
+            ],
+        );
+        assert_eq!(st.stats.grants, 2);
+        assert_eq!(st.stats.foreign_touches, 1, "{:?}", st.stats);
+    }
+
+    #[test]
+    fn detects_a_renewal_of_someone_elses_lock() {
+        let mut st = State::default();
+        feed(
+            &mut st,
+            &[
+                r#"1.000001 [0 c:1] "EVALSHA" "s" "2" "t:{a}" "t:{a}:fence" "tok1" "500""#,
+                r#"1.000002 [0 lua] "TYPE" "t:{a}:fence""#,
+                r#"1.000003 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
+                r#"1.000004 [0 lua] "TIME""#,
+                r#"1.000005 [0 lua] "SET" "t:{a}:fence" "7""#,
+                r#"1.000006 [0 c:2] "EVALSHA" "r" "1" "t:{a}" "tok2" "500""#,
+                r#"1.000007 [0 lua] "GET" "t:{a}""#,
+                r#"1.000008 [0 lua] "PEXPIRE" "t:{a}" "500""#,
+            ],
+        );
+        assert_eq!(st.stats.grants, 1);
+        assert_eq!(st.stats.renew_extended, 1);
+        assert_eq!(st.stats.foreign_touches, 1, "{:?}", st.stats);
+        // The owner's own renewal and release are fine; a second grant must raise the fence.
+        feed(
+            &mut st,
+            &[
+                r#"1.1 [0 c:1] "EVALSHA" "r" "1" "t:{a}" "tok1" "500""#,
+                r#"1.2 [0 lua] "GET" "t:{a}""#,
+                r#"1.3 [0 lua] "PEXPIRE" "t:{a}" "500""#,
+                r#"1.4 [0 c:1] "EVALSHA" "d" "1" "t:{a}" "tok1" "t:{a}:released" "0""#,
+                r#"1.5 [0 lua] "GET" "t:{a}""#,
+                r#"1.6 [0 lua] "DEL" "t:{a}""#,
+                r#"1.7 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
+                r#"1.8 [0 c:3] "EVALSHA" "s" "2" "t:{a}" "t:{a}:fence" "tok3" "500""#,
+                r#"1.81 [0 lua] "SET" "t:{a}" "tok3" "NX" "PX" "500""#,
+                r#"1.82 [0 lua] "TIME""#,
+                r#"1.83 [0 lua] "SET" "t:{a}:fence" "7""#,
+                r#"1.9 [0 c:9] "DEL" "t:{a}""#,
+            ],
+        );
+        assert_eq!(st.stats.foreign_touches, 1);
+        assert_eq!(st.stats.releases_deleted, 1);
+        assert_eq!(st.stats.fence_regressions, 1);
+        assert_eq!(st.stats.unscripted_writes, 1);
+    }
+}

@@ -1,0 +1,316 @@
+//! Redis-specific behaviour under faults: pauses, restarts with data loss, unreachable servers, a
+//! blackholed connection, wrong-type keys, malformed URLs, and several OS processes contending.
+
+use std::time::Duration;
+
+use lockattr_runtime::{LockClient, LockError, LostReason};
+use lockattr_tests::{client, cmd, get, raw, FaultProxy, RedisServer};
+use tokio::time::Instant;
+
+/// Redis stalls (SIGSTOP) longer than the TTL: the holder is told before its deadline, i.e. before the
+/// key could have expired on the server and been granted to someone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_longer_than_ttl_holder_told_before_deadline() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let ttl = Duration::from_millis(600);
+    let g = a
+        .lock("stall")
+        .ttl(ttl)
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await; // at least one renewal confirmed
+    let paused_at = Instant::now();
+    server.pause();
+    let reason = tokio::time::timeout(Duration::from_secs(3), g.lost())
+        .await
+        .expect("told");
+    let detected = paused_at.elapsed();
+    server.resume();
+    assert_eq!(reason, LostReason::DeadlineExpired);
+    // The last confirmed renewal was sent before the pause, so the server-side expiry is at least
+    // that send time + ttl; being told within `ttl` of the pause means before it.
+    assert!(
+        detected < ttl,
+        "told {detected:?} after the stall began (ttl {ttl:?})"
+    );
+    assert!(!g.is_held());
+    assert!(g.release().await.unwrap_err().is_lost());
+}
+
+/// The run call cancels the body when Redis stalls, and returns Lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_paused_body_cancelled() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let pid = server.pid();
+    let t0 = Instant::now();
+    let err = a
+        .lock("stall-run")
+        .ttl(Duration::from_millis(450))
+        .auto_renew(true)
+        .run(async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            std::process::Command::new("kill")
+                .args(["-STOP", &pid.to_string()])
+                .status()
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(10)).await;
+        })
+        .await
+        .unwrap_err();
+    server.resume();
+    assert!(
+        matches!(
+            err,
+            LockError::Lost {
+                reason: LostReason::DeadlineExpired,
+                cancelled: true,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+}
+
+/// Fences keep increasing across a Redis restart that lost all data, and the scripts are reloaded
+/// (NOSCRIPT) by the same client over its reconnected connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_increase_across_restart_with_data_loss() {
+    let mut server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let mut last = 0;
+    for _ in 0..50 {
+        let g = a
+            .lock("f")
+            .ttl(Duration::from_secs(5))
+            .acquire()
+            .await
+            .unwrap();
+        assert!(g.fence() > last);
+        last = g.fence();
+        g.release().await.unwrap();
+    }
+    let held = a
+        .lock("held-over-restart")
+        .ttl(Duration::from_secs(5))
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    server.restart();
+    assert_eq!(
+        server.cli(&["EXISTS", "t:{f}:fence"]),
+        "0",
+        "restart kept data"
+    );
+    // The first command after the restart may fail while reconnecting; it succeeds soon after.
+    let start = Instant::now();
+    let g = loop {
+        match a.lock("f").ttl(Duration::from_secs(5)).acquire().await {
+            Ok(g) => break g,
+            Err(e) if e.is_unavailable() && start.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("no recovery after restart: {e}"),
+        }
+    };
+    assert!(
+        g.fence() > last,
+        "fence went backwards after data loss: {} <= {last}",
+        g.fence()
+    );
+    // The lock held across the restart was lost with the data: its holder is told.
+    let reason = tokio::time::timeout(Duration::from_secs(5), held.lost())
+        .await
+        .expect("told");
+    assert_eq!(reason, LostReason::NotOwner);
+}
+
+/// An unreachable server fails within the command timeout with an error naming the server.
+#[tokio::test]
+async fn unreachable_redis_fails_within_timeout() {
+    let port = lockattr_runtime::testing::free_port();
+    let url = format!("redis://127.0.0.1:{port}");
+    let t0 = Instant::now();
+    let err = LockClient::builder()
+        .url(&url)
+        .command_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    assert!(matches!(err, LockError::Unavailable { .. }), "{err}");
+    assert!(err.to_string().contains(&port.to_string()), "{err}");
+    // A lazily built client fails on acquire, just as fast.
+    let lazy = LockClient::builder()
+        .url(&url)
+        .command_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let t0 = Instant::now();
+    let err = lazy.lock("k").acquire().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
+
+/// A blackholed connection (nothing comes back) fails the acquire within the command timeout; a
+/// held lock behind it is reported lost before its deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blackholed_connection() {
+    let server = RedisServer::spawn();
+    let proxy = FaultProxy::start(server.addr());
+    let a = client(&proxy.url()).await;
+    let ttl = Duration::from_millis(600);
+    let g = a
+        .lock("bh")
+        .ttl(ttl)
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let t0 = Instant::now();
+    proxy.set_blackhole(true);
+    let reason = tokio::time::timeout(Duration::from_secs(3), g.lost())
+        .await
+        .expect("told");
+    assert_eq!(reason, LostReason::DeadlineExpired);
+    assert!(t0.elapsed() < ttl);
+    let t0 = Instant::now();
+    let err = a.lock("bh2").acquire().await.unwrap_err();
+    assert!(err.is_unavailable(), "{err}");
+    assert!(t0.elapsed() < Duration::from_secs(2), "{:?}", t0.elapsed());
+    // Healing: the client reconnects and works again.
+    proxy.heal();
+    proxy.close_all();
+    let start = Instant::now();
+    loop {
+        match a.lock("bh3").acquire().await {
+            Ok(g) => {
+                g.release().await.unwrap();
+                break;
+            }
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(5), "no recovery: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// A slow link (delay) within the TTL keeps the lock; renewals still confirm.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_link_within_ttl_keeps_lock() {
+    let server = RedisServer::spawn();
+    let proxy = FaultProxy::start(server.addr());
+    let a = client(&proxy.url()).await;
+    proxy.set_delay(Duration::from_millis(30));
+    let out = a
+        .lock("slow")
+        .ttl(Duration::from_millis(600))
+        .auto_renew(true)
+        .run(async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            lockattr_runtime::current_lock().unwrap().is_held()
+        })
+        .await
+        .unwrap();
+    assert!(out);
+}
+
+/// A key of the wrong type under the lock's name (or its counter's) gives a clear error, and nothing is
+/// taken or overwritten.
+#[tokio::test]
+async fn wrong_type_keys() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    cmd(&mut conn, &["HSET", "t:{h}", "f", "v"]).await;
+    let err = a.lock("h").acquire().await.unwrap_err();
+    assert!(matches!(err, LockError::WrongType { .. }), "{err}");
+    assert!(
+        err.to_string().contains("hash") && err.to_string().contains("t:{h}"),
+        "{err}"
+    );
+    cmd(&mut conn, &["SET", "t:{plain}", "forever"]).await;
+    let err = a.lock("plain").acquire().await.unwrap_err();
+    assert!(err.to_string().contains("without a TTL"), "{err}");
+    assert_eq!(
+        get(&mut conn, "t:{plain}").await.as_deref(),
+        Some("forever")
+    );
+    cmd(&mut conn, &["LPUSH", "t:{c}:fence", "x"]).await;
+    let err = a.lock("c").acquire().await.unwrap_err();
+    assert!(
+        matches!(err, LockError::WrongType { .. }) && err.to_string().contains("fence"),
+        "{err}"
+    );
+    assert_eq!(
+        server.cli(&["EXISTS", "t:{c}"]),
+        "0",
+        "lock taken despite the bad counter"
+    );
+}
+
+/// Malformed URLs are refused with the fix.
+#[tokio::test]
+async fn malformed_urls() {
+    for (url, needle) in [
+        ("", "empty"),
+        ("localhost:6379", "missing scheme"),
+        ("http://127.0.0.1:6379", "unsupported scheme"),
+        ("redis://127.0.0.1:notaport", "redis://"),
+        ("rediss://127.0.0.1:6380", "tls"),
+    ] {
+        let err = LockClient::builder().url(url).build().unwrap_err();
+        assert!(matches!(err, LockError::InvalidUrl { .. }), "{url}: {err}");
+        assert!(err.to_string().contains(needle), "{url}: {err}");
+    }
+    let err = LockClient::builder()
+        .url("redis://user:secret@127.0.0.1:1/")
+        .prefix("bad{")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, LockError::InvalidOption(_)), "{err}");
+    let err = LockClient::builder()
+        .url("redis://user:secret@nohost.invalid:1/")
+        .command_timeout(Duration::from_millis(300))
+        .connect()
+        .await
+        .unwrap_err();
+    assert!(
+        !err.to_string().contains("secret"),
+        "password leaked: {err}"
+    );
+}
+
+/// Unix sockets work.
+#[tokio::test]
+async fn unix_socket_url() {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("redis.sock");
+    let sock_s = sock.to_str().unwrap().to_owned();
+    let server = RedisServer::spawn_with(&["--unixsocket", &sock_s, "--unixsocketperm", "700"]);
+    let a = LockClient::connect(&format!("unix://{sock_s}"))
+        .await
+        .unwrap();
+    let g = a.lock("u").acquire().await.unwrap();
+    assert_eq!(server.cli(&["EXISTS", "lockattr:{u}"]), "1");
+    g.release().await.unwrap();
+}
+
+/// Four OS processes contend for one key: their hold intervals never overlap and fences increase in
+/// the order the holds happened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_never_overlap() {
+    let server = RedisServer::spawn();
+    let url = server.url();
+    let args: Vec<&str> = [&url, "xproc", "15", "3"].to_vec();
+    let holds =
+        lockattr_tests::run_contenders_and_check(env!("CARGO_BIN_EXE_contender"), &args, 4).await;
+    assert_eq!(holds, 60);
+}

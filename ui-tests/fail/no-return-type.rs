@@ -1,0 +1,8 @@
+use lockattr_runtime::distributed_lock;
+
+#[distributed_lock(key = "job:{id}")]
+async fn job(id: u64) {
+    let _ = id;
+}
+
+fn main() {}
