@@ -1010,7 +1010,10 @@ mod tests {
     #[test]
     fn mask_url_hides_every_password_shape() {
         let cases = [
-            ("redis://user:secret@host:6379/0", "redis://user:***@host:6379/0"),
+            (
+                "redis://user:secret@host:6379/0",
+                "redis://user:***@host:6379/0",
+            ),
             ("redis://:secret@host", "redis://:***@host"),
             ("redis://secret@host", "redis://***@host"),
             ("redis://host:6379/0", "redis://host:6379/0"),
@@ -1024,7 +1027,10 @@ mod tests {
         for (url, want) in cases {
             let got = mask_url(url);
             assert_eq!(got, want, "{url}");
-            assert!(!got.contains("secret") && !got.contains("ss@"), "{url} -> {got}");
+            assert!(
+                !got.contains("secret") && !got.contains("ss@"),
+                "{url} -> {got}"
+            );
         }
     }
 }
