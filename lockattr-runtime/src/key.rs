@@ -32,7 +32,7 @@ pub const MAX_KEY_LEN: usize = 4096;
 /// assert_eq!(escape_component("plain"), "plain");
 /// ```
 pub fn escape_component(value: &str) -> Cow<'_, str> {
-    if !value.contains([':', '%', '{', '}']) {
+    if !needs_escape(value) {
         return Cow::Borrowed(value);
     }
     let mut out = String::with_capacity(value.len() + 8);
@@ -48,6 +48,15 @@ pub fn escape_component(value: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// Whether `value` holds a character [`escape_component`] rewrites. A byte scan: the four characters
+/// are ASCII, and UTF-8 never uses ASCII bytes inside a multi-byte character.
+#[inline]
+fn needs_escape(value: &str) -> bool {
+    value
+        .bytes()
+        .any(|b| matches!(b, b':' | b'%' | b'{' | b'}'))
+}
+
 /// Builds a key from literal template parts and escaped argument values (what the attribute generates).
 #[derive(Debug, Default)]
 pub struct KeyBuf {
@@ -58,7 +67,11 @@ struct Escaping<'a>(&'a mut String);
 
 impl fmt::Write for Escaping<'_> {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        self.0.push_str(&escape_component(s));
+        if needs_escape(s) {
+            self.0.push_str(&escape_component(s));
+        } else {
+            self.0.push_str(s);
+        }
         Ok(())
     }
 }

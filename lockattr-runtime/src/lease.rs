@@ -738,12 +738,26 @@ impl LockRequest {
 
     /// Like [`run`](Self::run) for a fallible future: lock errors are converted into the future's error
     /// type. What `#[distributed_lock]` generates.
-    pub async fn run_result<T, E, F>(self, fut: F) -> Result<T, E>
+    pub fn run_result<T, E, F>(self, fut: F) -> impl Future<Output = Result<T, E>>
     where
         F: Future<Output = Result<T, E>>,
         E: From<LockError>,
     {
-        match self.run_inner(fut).await {
+        Self::run_result_of(Ok(self), fut)
+    }
+
+    /// [`run_result`](Self::run_result) of a request that may have failed to build (e.g. no client):
+    /// the error is returned as the future's error. What the attribute's expansion calls.
+    pub(crate) async fn run_result_of<T, E, F>(req: Result<Self, LockError>, fut: F) -> Result<T, E>
+    where
+        F: Future<Output = Result<T, E>>,
+        E: From<LockError>,
+    {
+        let req = match req {
+            Ok(req) => req,
+            Err(e) => return Err(E::from(e)),
+        };
+        match req.run_inner(fut).await {
             Err(e) => Err(E::from(e)),
             Ok((Err(user), _)) => Err(user),
             Ok((Ok(_), Some(lost))) => Err(E::from(lost)),
