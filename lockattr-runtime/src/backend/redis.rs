@@ -28,8 +28,9 @@ use crate::key::LockName;
 pub(crate) const ACQUIRE_LUA: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local t = redis.call('TIME')
-  local fence = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local prev = redis.pcall('SET', KEYS[2], string.format('%d', fence), 'GET')
+  local now = t[1] .. string.sub('000000', #t[2] + 1) .. t[2]
+  local fence = tonumber(now)
+  local prev = redis.pcall('SET', KEYS[2], now, 'GET')
   if type(prev) == 'table' and prev['err'] then
     redis.call('DEL', KEYS[1])
     local fence_type = redis.call('TYPE', KEYS[2])['ok']
@@ -98,14 +99,15 @@ return 0
 /// Reply: two entries per lock: `1, fence` granted, `0, pttl` busy, `-1, message` wrong type.
 const ACQUIRE_MANY_LUA: &str = r#"
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now_s = t[1] .. string.sub('000000', #t[2] + 1) .. t[2]
+local now = tonumber(now_s)
 local out = {}
 for i = 1, #KEYS / 2 do
   local lk, fk = KEYS[2 * i - 1], KEYS[2 * i]
   local st, v
   if redis.call('SET', lk, ARGV[2 * i], 'NX', 'PX', ARGV[2 * i + 1]) then
     local fence = now
-    local prev = redis.pcall('SET', fk, string.format('%d', fence), 'GET')
+    local prev = redis.pcall('SET', fk, now_s, 'GET')
     if type(prev) == 'table' and prev['err'] then
       redis.call('DEL', lk)
       st, v = -1, 'fence counter ' .. fk .. ' holds a ' .. redis.call('TYPE', fk)['ok']
