@@ -8,7 +8,7 @@ use redis::aio::MultiplexedConnection;
 /// Commands that run inside the contenders' Lua scripts (never sent by a client in these benchmarks,
 /// except `SET`, which the floor and the peers send directly and lockattr only runs inside a script).
 const SCRIPT_ONLY: &[&str] = &[
-    "get", "del", "pexpire", "publish", "type", "time", "pttl", "incr",
+    "get", "del", "pexpire", "publish", "type", "time", "pttl", "incr", "append",
 ];
 
 /// Whether calls of `cmd` are requests a client sent (not commands run inside a script).

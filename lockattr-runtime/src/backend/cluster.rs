@@ -104,9 +104,11 @@ use crate::key::LockName;
 
 /// When an acquire found the lock busy: is it held by *this* acquisition (the cluster client sent the
 /// acquire again after a reply was lost, and the first one had been granted)? KEYS: lock, fence.
-/// ARGV: token. Reply: `{1, fence}` when the lock holds the token, else `{0}`.
+/// ARGV: token. Reply: `{1, fence}` when the lock holds the token (with or without the waiter mark),
+/// else `{0}`.
 const RECLAIM_LUA: &str = r#"
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+local v = redis.pcall('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[1] .. '*' then
   local f = tonumber(redis.pcall('GET', KEYS[2]))
   if f == nil then return {0} end
   return {1, f}
@@ -817,6 +819,9 @@ impl Backend for ClusterBackend {
     ) -> BoxFuture<'a, Result<Released, BackendError>> {
         Box::pin(async move {
             let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
+            // As in the single-node backend: notices go out when the lock carries the waiter mark, or
+            // when a waiter of this client watches the channel.
+            let publish = self.hub.is_watched(&name.channel);
             let reply: i64 = self
                 .run(
                     &RELEASE,
@@ -825,7 +830,8 @@ impl Backend for ClusterBackend {
                             .arg(&name.lock_key)
                             .arg(token)
                             .arg(&name.channel)
-                            .arg(keep);
+                            .arg(keep)
+                            .arg(u8::from(publish));
                     },
                     self.shared.timeout,
                 )

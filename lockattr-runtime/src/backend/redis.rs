@@ -24,6 +24,9 @@ use crate::key::LockName;
 /// `TIME`, and `SET counter now GET` (which returns the last fence while writing the new one; only when
 /// last + 1 is ahead of the clock is the counter written again). A failed check (the counter is not a
 /// number) undoes everything before the script returns, so it never leaves a half-taken lock.
+/// When busy, the holder's value is marked with a trailing `*` (once): someone waits, so its release
+/// must publish a notice (see [`RELEASE_LUA`]). `APPEND` keeps the TTL; the owner checks accept the
+/// token with or without the mark.
 /// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
 pub(crate) const ACQUIRE_LUA: &str = r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
@@ -50,24 +53,29 @@ if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   end
   return {1, fence}
 end
-local lock_type = redis.call('TYPE', KEYS[1])['ok']
-if lock_type ~= 'string' then
+local v = redis.pcall('GET', KEYS[1])
+if type(v) ~= 'string' then
+  local lock_type = redis.call('TYPE', KEYS[1])['ok']
   return redis.error_reply('LOCKATTR_WRONGTYPE holds a Redis ' .. lock_type .. ' value')
 end
 local pttl = redis.call('PTTL', KEYS[1])
 if pttl == -1 then
   return redis.error_reply('LOCKATTR_WRONGTYPE holds a string without a TTL')
 end
+if #v == #ARGV[1] then
+  redis.call('APPEND', KEYS[1], '*')
+end
 return {0, pttl}
 "#;
 
-/// Owner-checked batch renewal: `PEXPIRE` each key that still holds its token. KEYS = n lock keys,
-/// ARGV = n tokens then n TTLs in ms. Reply: one 1/0 per key.
+/// Owner-checked batch renewal: `PEXPIRE` each key that still holds its token (marked or not). KEYS = n
+/// lock keys, ARGV = n tokens then n TTLs in ms. Reply: one 1/0 per key.
 pub(crate) const RENEW_LUA: &str = r#"
 local n = #KEYS
 local out = {}
 for i = 1, n do
-  if redis.pcall('GET', KEYS[i]) == ARGV[i] then
+  local v = redis.pcall('GET', KEYS[i])
+  if v == ARGV[i] or v == ARGV[i] .. '*' then
     redis.call('PEXPIRE', KEYS[i], ARGV[n + i])
     out[i] = 1
   else
@@ -77,25 +85,35 @@ end
 return out
 "#;
 
-/// Owner-checked release. ARGV: token, notice channel, keep-for ms (0 = delete now).
-/// Reply: 1 deleted (notice published), 2 kept for the minimum hold time, 0 not ours.
+/// Owner-checked release. ARGV: token, notice channel, keep-for ms (0 = delete now), `1` to publish
+/// the release notice in any case (else only when the value carries the waiter mark that a busy acquire
+/// left, see [`ACQUIRE_LUA`]: an uncontended release costs no `PUBLISH`).
+/// Reply: 1 deleted, 2 kept for the minimum hold time, 0 not ours.
 pub(crate) const RELEASE_LUA: &str = r#"
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
-  local keep = tonumber(ARGV[3])
-  if keep > 0 then
-    redis.call('PEXPIRE', KEYS[1], keep)
-    return 2
+local v = redis.pcall('GET', KEYS[1])
+local marked = false
+if v ~= ARGV[1] then
+  if v ~= ARGV[1] .. '*' then
+    return 0
   end
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[2], '1')
-  return 1
+  marked = true
 end
-return 0
+local keep = tonumber(ARGV[3])
+if keep > 0 then
+  redis.call('PEXPIRE', KEYS[1], keep)
+  return 2
+end
+redis.call('DEL', KEYS[1])
+if marked or ARGV[4] == '1' then
+  redis.call('PUBLISH', ARGV[2], '1')
+end
+return 1
 "#;
 
 /// [`ACQUIRE_LUA`] for many locks at once (concurrent acquires coalesced into one call, see
 /// [`Coalescer`]). KEYS: lock, counter, lock, counter, ...; ARGV: `many` (a marker that tells this call
 /// from a single acquire in a `MONITOR` trace), then token, ttl ms, token, ttl ms, ...
+/// A busy lock gets the waiter mark, as in [`ACQUIRE_LUA`].
 /// Reply: two entries per lock: `1, fence` granted, `0, pttl` busy, `-1, message` wrong type.
 const ACQUIRE_MANY_LUA: &str = r#"
 local t = redis.call('TIME')
@@ -123,14 +141,17 @@ for i = 1, #KEYS / 2 do
       st, v = 1, fence
     end
   else
-    local lock_type = redis.call('TYPE', lk)['ok']
-    if lock_type ~= 'string' then
-      st, v = -1, 'holds a Redis ' .. lock_type .. ' value'
+    local held = redis.pcall('GET', lk)
+    if type(held) ~= 'string' then
+      st, v = -1, 'holds a Redis ' .. redis.call('TYPE', lk)['ok'] .. ' value'
     else
       local pttl = redis.call('PTTL', lk)
       if pttl == -1 then
         st, v = -1, 'holds a string without a TTL'
       else
+        if #held == #ARGV[2 * i] then
+          redis.call('APPEND', lk, '*')
+        end
         st, v = 0, pttl
       end
     end
@@ -141,24 +162,28 @@ end
 return out
 "#;
 
-/// [`RELEASE_LUA`] for many locks at once. KEYS: the locks; ARGV: token, channel, keep-for ms per lock.
-/// Reply: one code per lock, as for [`RELEASE_LUA`].
+/// [`RELEASE_LUA`] for many locks at once. KEYS: the locks; ARGV: token, channel, keep-for ms, publish
+/// flag per lock. Reply: one code per lock, as for [`RELEASE_LUA`].
 const RELEASE_MANY_LUA: &str = r#"
 local out = {}
 for i = 1, #KEYS do
-  local a = 3 * (i - 1)
-  if redis.pcall('GET', KEYS[i]) == ARGV[a + 1] then
+  local a = 4 * (i - 1)
+  local v = redis.pcall('GET', KEYS[i])
+  local marked = v ~= ARGV[a + 1]
+  if marked and v ~= ARGV[a + 1] .. '*' then
+    out[i] = 0
+  else
     local keep = tonumber(ARGV[a + 3])
     if keep > 0 then
       redis.call('PEXPIRE', KEYS[i], keep)
       out[i] = 2
     else
       redis.call('DEL', KEYS[i])
-      redis.call('PUBLISH', ARGV[a + 2], '1')
+      if marked or ARGV[a + 4] == '1' then
+        redis.call('PUBLISH', ARGV[a + 2], '1')
+      end
       out[i] = 1
     end
-  else
-    out[i] = 0
   end
 end
 return out
@@ -520,6 +545,8 @@ struct ReleaseReq {
     channel: String,
     token: String,
     keep_ms: u64,
+    /// Publish the notice even without the waiter mark (a local waiter watches the channel).
+    publish: bool,
     tx: oneshot::Sender<Result<Released, BackendError>>,
 }
 
@@ -594,7 +621,11 @@ impl Batching {
                 if r.tx.send(outcome).is_err() && granted {
                     // The caller went away (cancelled, or its wait timed out): give the lock back.
                     let mut cmd = evalsha(&RELEASE, 1);
-                    cmd.arg(&r.lock_key).arg(&r.token).arg(&r.channel).arg(0u64);
+                    cmd.arg(&r.lock_key)
+                        .arg(&r.token)
+                        .arg(&r.channel)
+                        .arg(0u64)
+                        .arg(1u8);
                     let _: Result<i64, _> = eval_on(&self.conn, self.timeout, &RELEASE, &cmd).await;
                 }
             }
@@ -613,7 +644,10 @@ impl Batching {
                 cmd.arg(&r.lock_key);
             }
             for r in &reqs {
-                cmd.arg(&r.token).arg(&r.channel).arg(r.keep_ms);
+                cmd.arg(&r.token)
+                    .arg(&r.channel)
+                    .arg(r.keep_ms)
+                    .arg(u8::from(r.publish));
             }
             let reply: Result<Vec<i64>, _> =
                 eval_on(&self.conn, self.timeout, &RELEASE_MANY, &cmd).await;
@@ -773,11 +807,15 @@ impl Backend for RedisBackend {
     ) -> BoxFuture<'a, Result<Released, BackendError>> {
         Box::pin(async move {
             let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
+            // Waiters of other clients mark the lock when they find it busy; this client's own waiters
+            // may instead queue behind each other without asking, so they are told by a forced notice.
+            let publish = self.hub.is_watched(&name.channel);
             let queued = self.batch.release.enter(|tx| ReleaseReq {
                 lock_key: name.lock_key.clone(),
                 channel: name.channel.clone(),
                 token: token.to_owned(),
                 keep_ms: keep,
+                publish,
                 tx,
             });
             if let Some(rx) = queued {
@@ -791,7 +829,8 @@ impl Backend for RedisBackend {
             cmd.arg(&name.lock_key)
                 .arg(token)
                 .arg(&name.channel)
-                .arg(keep);
+                .arg(keep)
+                .arg(u8::from(publish));
             let reply: i64 = self.eval(&RELEASE, &cmd).await?;
             Ok(match reply {
                 1 => Released::Deleted,

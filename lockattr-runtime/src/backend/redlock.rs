@@ -447,10 +447,12 @@ impl Node {
     ) -> Result<Released, BackendError> {
         let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
         let mut inv = RELEASE.prepare_invoke();
+        // Redlock's own acquire leaves no waiter mark: always publish the notice.
         inv.key(&name.lock_key)
             .arg(value)
             .arg(&name.channel)
-            .arg(keep);
+            .arg(keep)
+            .arg(1u8);
         let r: i64 = self.backend.invoke(&inv).await?;
         Ok(match r {
             1 => Released::Deleted,

@@ -556,8 +556,9 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                 }
             }
         }
-        (n, a) if n > 1 && a == 3 * n => {
-            // Coalesced release: per lock (in order) GET, then DEL + PUBLISH or PEXPIRE if ours.
+        (n, a) if n > 1 && a == 4 * n => {
+            // Coalesced release: per lock (in order) GET, then DEL (+ PUBLISH when someone waits) or
+            // PEXPIRE if ours.
             st.stats.releases += n as u64;
             let mut current: Option<usize> = None;
             let mut next = 0usize;
@@ -568,7 +569,7 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                     continue;
                 }
                 let Some(i) = current else { continue };
-                let (Some(lock), Some(token)) = (keys.get(i), argv.get(3 * i)) else {
+                let (Some(lock), Some(token)) = (keys.get(i), argv.get(4 * i)) else {
                     continue;
                 };
                 let (lock, token) = (lock.clone(), token.clone());
@@ -582,8 +583,8 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                 }
             }
         }
-        (1, 3) => {
-            // Release: GET, then DEL + PUBLISH, or PEXPIRE (minimum hold).
+        (1, 4) => {
+            // Release: GET, then DEL (+ PUBLISH when someone waits), or PEXPIRE (minimum hold).
             st.stats.releases += 1;
             let lock = keys[0].clone();
             let token = argv[0].clone();
@@ -676,9 +677,10 @@ mod tests {
                 r#"1.02 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
                 r#"1.03 [0 lua] "SET" "t:{a}:fence" "7" "GET""#,
                 r#"1.04 [0 lua] "SET" "t:{b}" "tok2" "NX" "PX" "500""#,
-                r#"1.05 [0 lua] "TYPE" "t:{b}""#,
+                r#"1.05 [0 lua] "GET" "t:{b}""#,
                 r#"1.06 [0 lua] "PTTL" "t:{b}""#,
-                r#"1.1 [0 c:1] "EVALSHA" "n" "2" "t:{a}" "t:{b}" "tok1" "t:{a}:released" "0" "tok2" "t:{b}:released" "0""#,
+                r#"1.07 [0 lua] "APPEND" "t:{b}" "*""#,
+                r#"1.1 [0 c:1] "EVALSHA" "n" "2" "t:{a}" "t:{b}" "tok1" "t:{a}:released" "0" "0" "tok2" "t:{b}:released" "0" "0""#,
                 r#"1.11 [0 lua] "GET" "t:{a}""#,
                 r#"1.12 [0 lua] "DEL" "t:{a}""#,
                 r#"1.13 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
@@ -697,7 +699,7 @@ mod tests {
                 r#"2.01 [0 lua] "TIME""#,
                 r#"2.02 [0 lua] "SET" "t:{c}" "tok5" "NX" "PX" "500""#,
                 r#"2.03 [0 lua] "SET" "t:{c}:fence" "9" "GET""#,
-                r#"2.1 [0 c:2] "EVALSHA" "n" "2" "t:{x}" "t:{c}" "tok8" "t:{x}:released" "0" "tok6" "t:{c}:released" "0""#,
+                r#"2.1 [0 c:2] "EVALSHA" "n" "2" "t:{x}" "t:{c}" "tok8" "t:{x}:released" "0" "0" "tok6" "t:{c}:released" "0" "1""#,
                 r#"2.11 [0 lua] "GET" "t:{x}""#,
                 r#"2.12 [0 lua] "GET" "t:{c}""#,
                 r#"2.13 [0 lua] "DEL" "t:{c}""#,
@@ -733,7 +735,7 @@ mod tests {
                 r#"1.1 [0 c:1] "EVALSHA" "r" "1" "t:{a}" "tok1" "500""#,
                 r#"1.2 [0 lua] "GET" "t:{a}""#,
                 r#"1.3 [0 lua] "PEXPIRE" "t:{a}" "500""#,
-                r#"1.4 [0 c:1] "EVALSHA" "d" "1" "t:{a}" "tok1" "t:{a}:released" "0""#,
+                r#"1.4 [0 c:1] "EVALSHA" "d" "1" "t:{a}" "tok1" "t:{a}:released" "0" "0""#,
                 r#"1.5 [0 lua] "GET" "t:{a}""#,
                 r#"1.6 [0 lua] "DEL" "t:{a}""#,
                 r#"1.7 [0 lua] "PUBLISH" "t:{a}:released" "1""#,

@@ -1,0 +1,164 @@
+//! Release notices on the single-node backend: a release publishes a notice only when someone waits
+//! (a busy acquire marked the lock, or a waiter of the releasing client watches the channel), so an
+//! uncontended acquire + release costs no `PUBLISH`; and every kind of waiter is still woken by the
+//! notice, long before its fallback re-check at the holder's TTL.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::join_all;
+use lockattr_runtime::LockClient;
+use lockattr_tests::{client, cmd, get, raw, RedisServer};
+use tokio::time::Instant;
+
+/// Calls of `command` since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().expect("a count"))
+        .unwrap_or(0)
+}
+
+/// Uncontended acquires and releases, one at a time and many at once (coalesced), publish nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncontended_releases_publish_nothing() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+    for i in 0..20 {
+        let g = a.lock(format!("serial:{i}")).acquire().await.unwrap();
+        g.release().await.unwrap();
+    }
+    let tasks = (0..64).map(|i| {
+        let a = a.clone();
+        tokio::spawn(async move {
+            for round in 0..5 {
+                let g = a.lock(format!("many:{i}")).acquire().await.unwrap();
+                assert!(g.fence() > 0, "round {round}");
+                g.release().await.unwrap();
+            }
+        })
+    });
+    for t in join_all(tasks).await {
+        t.unwrap();
+    }
+    assert_eq!(calls(&mut conn, "publish").await, 0);
+    assert_eq!(calls(&mut conn, "append").await, 0);
+    // Every lock was really taken and deleted.
+    assert_eq!(calls(&mut conn, "del").await, 20 + 64 * 5);
+}
+
+/// A waiter of another client marks the holder's value; the release then publishes, the waiter gets
+/// the lock at once, and the holder's renewals and release still recognise its (marked) lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_marks_the_lock_and_is_woken_by_the_release() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let b = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    let ttl = Duration::from_millis(900);
+    let g = a
+        .lock("job")
+        .ttl(ttl)
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    let token = get(&mut conn, "t:{job}").await.expect("held");
+    assert_eq!(token.len(), 32);
+
+    // A waiter that gives up still leaves the mark (it was busy, so someone waited).
+    let err = b
+        .lock("job")
+        .wait(Duration::from_millis(50))
+        .acquire()
+        .await
+        .unwrap_err();
+    assert!(err.is_contention(), "{err}");
+    assert_eq!(
+        get(&mut conn, "t:{job}").await.as_deref(),
+        Some(format!("{token}*").as_str())
+    );
+    // Renewals (every ttl/3) keep the marked lock for several TTLs.
+    tokio::time::sleep(ttl * 2).await;
+    assert!(g.is_held());
+    assert_eq!(
+        get(&mut conn, "t:{job}").await.as_deref(),
+        Some(format!("{token}*").as_str()),
+        "marked once, not again"
+    );
+
+    // Now a real waiter; its hand-off comes from the notice, not from the re-check at the TTL.
+    let waiter = tokio::spawn({
+        let b = b.clone();
+        async move {
+            let g = b
+                .lock("job")
+                .ttl(Duration::from_secs(30))
+                .wait(Duration::from_secs(20))
+                .acquire()
+                .await
+                .unwrap();
+            let at = Instant::now();
+            g.release().await.unwrap();
+            at
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+    let released = Instant::now();
+    g.release().await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter got the lock")
+        .unwrap();
+    assert!(got >= released);
+    // Generous bound: the fallback re-check would come about a TTL (900 ms) after the last attempt.
+    let handoff = got - released;
+    assert!(handoff < Duration::from_millis(600), "hand-off {handoff:?}");
+    assert!(calls(&mut conn, "publish").await >= 1);
+}
+
+/// Tasks of one client that queue behind each other (without asking Redis) are woken by the notice
+/// that the releasing client forces, on every hand-off: many hand-offs finish far faster than one
+/// fallback re-check per hand-off (the TTL is 10 s) would allow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_waiters_are_woken_without_a_mark() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let holds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let tasks = (0..4).map(|_| {
+        let (a, holds) = (a.clone(), holds.clone());
+        tokio::spawn(async move { take_turns(&a, &holds, 5).await })
+    });
+    for t in join_all(tasks).await {
+        t.unwrap();
+    }
+    assert_eq!(holds.load(std::sync::atomic::Ordering::SeqCst), 20);
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(8), "20 hand-offs took {took:?}");
+}
+
+async fn take_turns(a: &LockClient, holds: &std::sync::atomic::AtomicUsize, n: usize) {
+    for _ in 0..n {
+        let g = a
+            .lock("turns")
+            .ttl(Duration::from_secs(10))
+            .wait(Duration::from_secs(60))
+            .acquire()
+            .await
+            .unwrap();
+        holds.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        g.release().await.unwrap();
+    }
+}
