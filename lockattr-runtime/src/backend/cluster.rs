@@ -544,11 +544,10 @@ impl ClusterBackend {
         opts: ClusterOptions,
     ) -> Result<ClusterBackend, LockError> {
         let backend = Self::open_lazy(urls, opts)?;
-        backend.ping().await.map_err(|e| LockError::Unavailable {
-            backend: backend.describe.clone(),
-            key: None,
-            message: e.message,
-        })?;
+        backend
+            .ping()
+            .await
+            .map_err(|e| super::unreachable_at_open(backend.describe.clone(), e))?;
         Ok(backend)
     }
 
@@ -836,11 +835,7 @@ impl Backend for ClusterBackend {
                     self.shared.timeout,
                 )
                 .await?;
-            Ok(match reply {
-                1 => Released::Deleted,
-                2 => Released::Kept,
-                _ => Released::NotHeld,
-            })
+            Ok(Released::from_code(reply))
         })
     }
 

@@ -81,12 +81,32 @@ pub enum Renewed {
 /// The answer to a release.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Released {
-    /// Deleted, and a release notice published.
+    /// Deleted (and a release notice published when anyone waits).
     Deleted,
     /// Kept until the minimum hold time ends (`min_hold`), then it expires by itself.
     Kept,
     /// It was not ours any more: nothing was touched.
     NotHeld,
+}
+
+impl Released {
+    /// The answer coded as the release scripts reply: 1 deleted, 2 kept, anything else not held.
+    pub(crate) fn from_code(code: i64) -> Released {
+        match code {
+            1 => Released::Deleted,
+            2 => Released::Kept,
+            _ => Released::NotHeld,
+        }
+    }
+}
+
+/// The error of a backend's `open` when its first `PING` failed.
+pub(crate) fn unreachable_at_open(backend: String, e: BackendError) -> crate::LockError {
+    crate::LockError::Unavailable {
+        backend,
+        key: None,
+        message: e.message,
+    }
 }
 
 /// A storage for locks. Every operation must be atomic per key and owner-checked: renew and release only

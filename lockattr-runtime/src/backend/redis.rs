@@ -372,11 +372,10 @@ impl RedisBackend {
     /// Open a backend for `url` and check that the server answers (within the command timeout).
     pub async fn open(url: &str, opts: RedisOptions) -> Result<RedisBackend, LockError> {
         let backend = Self::open_lazy(url, opts)?;
-        backend.ping().await.map_err(|e| LockError::Unavailable {
-            backend: backend.describe.clone(),
-            key: None,
-            message: e.message,
-        })?;
+        backend
+            .ping()
+            .await
+            .map_err(|e| super::unreachable_at_open(backend.describe.clone(), e))?;
         Ok(backend)
     }
 
@@ -655,9 +654,7 @@ impl Batching {
                 let outcome = match &reply {
                     Err(e) => Err(e.clone()),
                     Ok(v) => match v.get(i) {
-                        Some(1) => Ok(Released::Deleted),
-                        Some(2) => Ok(Released::Kept),
-                        Some(_) => Ok(Released::NotHeld),
+                        Some(code) => Ok(Released::from_code(*code)),
                         None => Err(BackendError::other(
                             "coalesced release answered too few values",
                         )),
@@ -832,11 +829,7 @@ impl Backend for RedisBackend {
                 .arg(keep)
                 .arg(u8::from(publish));
             let reply: i64 = self.eval(&RELEASE, &cmd).await?;
-            Ok(match reply {
-                1 => Released::Deleted,
-                2 => Released::Kept,
-                _ => Released::NotHeld,
-            })
+            Ok(Released::from_code(reply))
         })
     }
 

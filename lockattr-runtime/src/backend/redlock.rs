@@ -454,11 +454,7 @@ impl Node {
             .arg(keep)
             .arg(1u8);
         let r: i64 = self.backend.invoke(&inv).await?;
-        Ok(match r {
-            1 => Released::Deleted,
-            2 => Released::Kept,
-            _ => Released::NotHeld,
-        })
+        Ok(Released::from_code(r))
     }
 
     async fn give_back(
@@ -748,11 +744,10 @@ impl RedlockBackend {
         opts: RedlockOptions,
     ) -> Result<RedlockBackend, LockError> {
         let backend = Self::open_lazy(urls, opts)?;
-        backend.ping().await.map_err(|e| LockError::Unavailable {
-            backend: backend.describe.clone(),
-            key: None,
-            message: e.message,
-        })?;
+        backend
+            .ping()
+            .await
+            .map_err(|e| super::unreachable_at_open(backend.describe.clone(), e))?;
         Ok(backend)
     }
 

@@ -414,11 +414,10 @@ impl SentinelBackend {
         opts: SentinelOptions,
     ) -> Result<SentinelBackend, LockError> {
         let backend = Self::open_lazy(sentinel_urls, master_name, opts)?;
-        backend.ping().await.map_err(|e| LockError::Unavailable {
-            backend: backend.describe.clone(),
-            key: None,
-            message: e.message,
-        })?;
+        backend
+            .ping()
+            .await
+            .map_err(|e| super::unreachable_at_open(backend.describe.clone(), e))?;
         Ok(backend)
     }
 
