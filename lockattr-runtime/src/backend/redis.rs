@@ -254,6 +254,17 @@ pub(crate) fn mask_url(url: &str) -> String {
     format!("{}://{}@{}", &url[..scheme_end], masked, &rest[at + 1..])
 }
 
+/// rustls needs a process-wide crypto provider; without one it panics at the first TLS connection
+/// (and it cannot pick one by itself when the application's dependencies enable both `ring` and
+/// `aws-lc-rs`). Install `ring`'s unless the application installed one already.
+#[cfg(feature = "tls")]
+fn ensure_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: a provider is installed either way.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    }
+}
+
 /// Check and parse a Redis URL into a client, with errors that name the fix.
 pub(crate) fn parse_url(url: &str) -> Result<redis::Client, LockError> {
     let shown = mask_url(url);
@@ -277,6 +288,8 @@ pub(crate) fn parse_url(url: &str) -> Result<redis::Client, LockError> {
             if !cfg!(feature = "tls") {
                 return Err(bad("TLS (`rediss://`) needs the `tls` feature of lockattr-runtime: `lockattr-runtime = { version = \"..\", features = [\"tls\"] }`".into()));
             }
+            #[cfg(feature = "tls")]
+            ensure_crypto_provider();
         }
         other => {
             return Err(bad(format!(
@@ -299,6 +312,13 @@ pub(crate) fn map_err(e: redis::RedisError) -> BackendError {
     }
     if text.contains("WRONGTYPE") {
         return BackendError::wrong_type(format!("holds a value of another type ({text})"));
+    }
+    if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+        return BackendError::unavailable(format!(
+            "{text} (the server's TLS certificate is not trusted: add its CA to this machine's trust \
+             store, or, for development against a self-signed certificate only, end the URL with \
+             `#insecure`)"
+        ));
     }
     if e.is_io_error()
         || e.is_timeout()
