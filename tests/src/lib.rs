@@ -399,3 +399,26 @@ pub async fn contend_on_one_key<F: Fixture>(fx: &F, key: &str, tasks: usize, rou
     let backend_key = format!("t:{{{key}}}");
     assert_eq!(fx.value(&backend_key).await, None, "lock left behind");
 }
+
+/// A task that waits (up to 20 s) for `key` through `client`, and once it holds it notes when, reads
+/// its fence and releases it. Join it (bounded) after releasing the current holder to measure the
+/// hand-off: `(moment it held the lock, its fence)`.
+pub fn spawn_waiter(
+    client: &LockClient,
+    key: &str,
+) -> tokio::task::JoinHandle<(tokio::time::Instant, u64)> {
+    let (client, key) = (client.clone(), key.to_owned());
+    tokio::spawn(async move {
+        let g = client
+            .lock(key)
+            .ttl(Duration::from_secs(30))
+            .wait(Duration::from_secs(20))
+            .acquire()
+            .await
+            .expect("the waiter gets the lock within 20 s");
+        let at = tokio::time::Instant::now();
+        let fence = g.fence();
+        g.release().await.expect("the waiter releases");
+        (at, fence)
+    })
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lockattr_runtime::testing::free_port;
 use lockattr_runtime::{LockClient, LockError};
-use lockattr_tests::{get, raw, RedisServer};
+use lockattr_tests::{get, raw, spawn_waiter, RedisServer};
 use tokio::time::Instant;
 
 /// A redis-server that listens on a plain port (for the test's own checks) and on a TLS port.
@@ -107,22 +107,7 @@ async fn locks_work_over_tls() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(g.is_held());
 
-    let waiter = tokio::spawn({
-        let b = b.clone();
-        async move {
-            let g = b
-                .lock("order:1")
-                .ttl(Duration::from_secs(30))
-                .wait(Duration::from_secs(20))
-                .acquire()
-                .await
-                .unwrap();
-            let at = Instant::now();
-            let fence = g.fence();
-            g.release().await.unwrap();
-            (at, fence)
-        }
-    });
+    let waiter = spawn_waiter(&b, "order:1");
     tokio::time::sleep(Duration::from_millis(200)).await;
     let first_fence = g.fence();
     let released = Instant::now();
