@@ -129,8 +129,9 @@ pub trait Backend: Send + Sync + 'static {
         batch: &'a [RenewItem<'a>],
     ) -> BoxFuture<'a, Result<Vec<Renewed>, BackendError>>;
 
-    /// Delete `name` if it still holds `token` (and publish a release notice), or, with `keep_for`, only
-    /// shorten its TTL to `keep_for` (minimum hold time).
+    /// Delete `name` if it still holds `token` (and wake its waiters, here and in other processes, when
+    /// any wait: the Redis backends publish a release notice), or, with `keep_for`, only shorten its TTL
+    /// to `keep_for` (minimum hold time).
     fn release<'a>(
         &'a self,
         name: &'a LockName,
