@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -174,6 +175,9 @@ impl std::fmt::Debug for Subscription {
 #[derive(Debug, Default, Clone)]
 pub struct NoticeHub {
     inner: Arc<Mutex<Channels>>,
+    /// Local waiters registered on any channel: lets [`NoticeHub::is_watched`], asked on every release,
+    /// answer without the lock when nobody waits.
+    waiters: Arc<AtomicUsize>,
 }
 
 /// Watched channel -> (its notifier, number of local waiters).
@@ -193,6 +197,7 @@ impl Drop for Registration {
                 map.remove(&self.channel);
             }
         }
+        self.hub.waiters.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -209,6 +214,7 @@ impl NoticeHub {
             .entry(channel.to_owned())
             .or_insert_with(|| (Arc::new(Notify::new()), 0));
         entry.1 += 1;
+        self.waiters.fetch_add(1, Ordering::Release);
         let first = entry.1 == 1;
         let notify = entry.0.clone();
         drop(map);
@@ -242,7 +248,7 @@ impl NoticeHub {
 
     /// Whether any local waiter watches `channel`.
     pub fn is_watched(&self, channel: &str) -> bool {
-        self.lock().contains_key(channel)
+        self.waiters.load(Ordering::Acquire) > 0 && self.lock().contains_key(channel)
     }
 
     /// All watched channels.
