@@ -95,19 +95,16 @@ where
     E: LockFailure,
 {
     let req = client.map(|client| {
-        let mut req = LockRequest::new(client, key)
+        LockRequest::new(client, key)
             .ttl(Duration::from_millis(opts.ttl_ms))
-            .auto_renew(opts.auto_renew);
-        if opts.wait_ms > 0 {
-            req = req.wait(Duration::from_millis(opts.wait_ms));
-        }
-        if opts.min_hold_ms > 0 {
-            req = req.min_hold(Duration::from_millis(opts.min_hold_ms));
-        }
-        if opts.finish_on_lost {
-            req = req.on_lost(OnLost::Finish);
-        }
-        req
+            .auto_renew(opts.auto_renew)
+            .wait(Duration::from_millis(opts.wait_ms))
+            .min_hold(Duration::from_millis(opts.min_hold_ms))
+            .on_lost(if opts.finish_on_lost {
+                OnLost::Finish
+            } else {
+                OnLost::Cancel
+            })
     });
     LockRequest::run_result_of(req, body)
 }
