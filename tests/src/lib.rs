@@ -422,3 +422,25 @@ pub fn spawn_waiter(
         (at, fence)
     })
 }
+
+/// Release `holder` and wait (at most 10 s) for `waiter` (from [`spawn_waiter`]) to take the lock.
+/// Checks that the waiter held it after the release and with a higher fence; returns the hand-off time
+/// (release sent -> waiter holds the lock).
+pub async fn hand_over(
+    holder: lockattr_runtime::LockGuard,
+    waiter: tokio::task::JoinHandle<(tokio::time::Instant, u64)>,
+) -> Duration {
+    let fence = holder.fence();
+    let released = tokio::time::Instant::now();
+    holder.release().await.expect("the holder releases");
+    let (got, next_fence) = tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter got the lock within 10 s")
+        .expect("the waiter task");
+    assert!(got >= released);
+    assert!(
+        next_fence > fence,
+        "fence {next_fence} after {fence}: not increasing"
+    );
+    got - released
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lockattr_runtime::testing::free_port;
 use lockattr_runtime::{LockClient, LockError};
-use lockattr_tests::{get, raw, spawn_waiter, RedisServer};
+use lockattr_tests::{get, hand_over, raw, spawn_waiter, RedisServer};
 use tokio::time::Instant;
 
 /// A redis-server that listens on a plain port (for the test's own checks) and on a TLS port.
@@ -109,20 +109,9 @@ async fn locks_work_over_tls() {
 
     let waiter = spawn_waiter(&b, "order:1");
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let first_fence = g.fence();
-    let released = Instant::now();
-    g.release().await.unwrap();
-    let (got, fence) = tokio::time::timeout(Duration::from_secs(10), waiter)
-        .await
-        .expect("the waiter got the lock")
-        .unwrap();
-    assert!(fence > first_fence);
+    let handoff = hand_over(g, waiter).await;
     // Woken by the notice, not by the re-check at the holder's TTL (its TTL was renewed to 600 ms).
-    assert!(
-        got - released < Duration::from_millis(500),
-        "hand-off {:?}",
-        got - released
-    );
+    assert!(handoff < Duration::from_millis(500), "hand-off {handoff:?}");
     assert!(get(&mut plain, "t:{order:1}").await.is_none());
 }
 
