@@ -102,11 +102,7 @@ async fn fences_increase_across_restart_with_data_loss() {
         .await
         .unwrap();
     server.restart();
-    assert_eq!(
-        server.cli(&["EXISTS", "t:{f}:fence"]),
-        "0",
-        "restart kept data"
-    );
+    assert_eq!(server.cli(&["EXISTS", "t:fence"]), "0", "restart kept data");
     // The first command after the restart may fail while reconnecting; it succeeds soon after.
     let start = Instant::now();
     let g = loop {
@@ -243,7 +239,7 @@ async fn wrong_type_keys() {
         get(&mut conn, "t:{plain}").await.as_deref(),
         Some("forever")
     );
-    cmd(&mut conn, &["LPUSH", "t:{c}:fence", "x"]).await;
+    cmd(&mut conn, &["LPUSH", "t:fence", "x"]).await;
     let err = a.lock("c").acquire().await.unwrap_err();
     assert!(
         matches!(err, LockError::WrongType { .. }) && err.to_string().contains("fence"),
@@ -253,6 +249,31 @@ async fn wrong_type_keys() {
         server.cli(&["EXISTS", "t:{c}"]),
         "0",
         "lock taken despite the bad counter"
+    );
+    // A counter that holds a string but no fence is refused too, and left as it was.
+    for bad in ["not-a-number", "-5", "1.5", "9007199254740993"] {
+        cmd(&mut conn, &["DEL", "t:fence"]).await;
+        cmd(&mut conn, &["SET", "t:fence", bad]).await;
+        let err = a.lock("c").acquire().await.unwrap_err();
+        assert!(
+            matches!(err, LockError::WrongType { .. }) && err.to_string().contains("whole number"),
+            "{bad}: {err}"
+        );
+        assert_eq!(get(&mut conn, "t:fence").await.as_deref(), Some(bad));
+        assert_eq!(server.cli(&["EXISTS", "t:{c}"]), "0", "{bad}: lock taken");
+    }
+    // Repaired (here: ahead of the server clock, as after a failover from a server whose clock ran
+    // ahead), the counter issues fences again, each one above the last.
+    let ahead: u64 = 5_000_000_000_000_000;
+    cmd(&mut conn, &["SET", "t:fence", &ahead.to_string()]).await;
+    for n in 1..=3 {
+        let g = a.lock("c").acquire().await.unwrap();
+        assert_eq!(g.fence(), ahead + n);
+        g.release().await.unwrap();
+    }
+    assert_eq!(
+        get(&mut conn, "t:fence").await.as_deref(),
+        Some((ahead + 3).to_string().as_str())
     );
 }
 

@@ -516,8 +516,8 @@ async fn wrong_type_under_a_held_lock_renew_and_release() {
         .acquire()
         .await
         .unwrap();
-    cmd(&mut conn, &["DEL", "t:{wt-fence}:fence"]).await;
-    cmd(&mut conn, &["HSET", "t:{wt-fence}:fence", "n", "1"]).await;
+    cmd(&mut conn, &["DEL", "t:fence"]).await;
+    cmd(&mut conn, &["HSET", "t:fence", "n", "1"]).await;
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(g.is_held(), "renewal broken by a bad counter");
     g.release().await.unwrap();
@@ -579,7 +579,7 @@ async fn out_of_memory_mid_operation() {
         "OK"
     );
     assert_eq!(server.cli(&["CONFIG", "SET", "maxmemory", "1"]), "OK");
-    let counter = server.cli(&["GET", "t:{oom-new}:fence"]);
+    let counter = server.cli(&["GET", "t:fence"]);
     let err = a.lock("oom-new").acquire().await.unwrap_err();
     assert!(err.to_string().contains("OOM"), "unclear error: {err}");
     assert!(!err.is_contention() && !err.is_lost(), "{err:?}");
@@ -589,7 +589,7 @@ async fn out_of_memory_mid_operation() {
         "taken despite OOM"
     );
     assert_eq!(
-        server.cli(&["GET", "t:{oom-new}:fence"]),
+        server.cli(&["GET", "t:fence"]),
         counter,
         "fence issued despite OOM"
     );

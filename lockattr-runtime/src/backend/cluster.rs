@@ -95,12 +95,63 @@ use tokio::sync::{mpsc, OnceCell, Semaphore};
 use tokio::time::Instant;
 
 use super::redis::{
-    drain_while_down, handle_sub_cmd, map_err, mask_url, ms, parse_url, timed_out,
-    unsubscribe_idle, SubCmd, SubscriberSlot, ACQUIRE_LUA, RELEASE_LUA, RENEW_LUA,
+    drain_while_down, handle_sub_cmd, map_err, mask_url, ms, parse_url, release_codes,
+    release_mode, timed_out, unsubscribe_idle, SubCmd, SubscriberSlot, RELEASE_LUA, RENEW_LUA,
 };
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, LockError};
 use crate::key::LockName;
+
+/// The Cluster acquire: take the lock (`SET NX PX`) and, only on success, issue the next fence from the
+/// lock's own counter (`prefix:{key}:fence`, in the lock's hash slot): max(last + 1, server clock in
+/// microseconds). The clock seed keeps fences increasing after a restart that lost the counter (and after
+/// a failover to a replica whose counter is behind). The common path is three commands: `SET NX PX`,
+/// `TIME`, and `SET counter now GET` (which returns the last fence while writing the new one; only when
+/// last + 1 is ahead of the clock is the counter written again). A failed check (the counter is not a
+/// number) undoes everything before the script returns, so it never leaves a half-taken lock.
+/// When busy, the holder's value is marked with a trailing `*` (once): someone waits, so its release
+/// must publish a notice (see `RELEASE_LUA` of the single-node backend). `APPEND` keeps the TTL; the owner checks accept the
+/// token with or without the mark.
+/// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
+const ACQUIRE_LUA: &str = r#"
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  local t = redis.call('TIME')
+  local now = t[1] .. string.sub('000000', #t[2] + 1) .. t[2]
+  local fence = tonumber(now)
+  local prev = redis.pcall('SET', KEYS[2], now, 'GET')
+  if type(prev) == 'table' and prev['err'] then
+    redis.call('DEL', KEYS[1])
+    local fence_type = redis.call('TYPE', KEYS[2])['ok']
+    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. fence_type)
+  end
+  if prev then
+    local last = tonumber(prev)
+    if last == nil then
+      redis.call('SET', KEYS[2], prev)
+      redis.call('DEL', KEYS[1])
+      return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
+    end
+    if last + 1 > fence then
+      fence = last + 1
+      redis.call('SET', KEYS[2], string.format('%d', fence))
+    end
+  end
+  return {1, fence}
+end
+local v = redis.pcall('GET', KEYS[1])
+if type(v) ~= 'string' then
+  local lock_type = redis.call('TYPE', KEYS[1])['ok']
+  return redis.error_reply('LOCKATTR_WRONGTYPE holds a Redis ' .. lock_type .. ' value')
+end
+local pttl = redis.call('PTTL', KEYS[1])
+if pttl == -1 then
+  return redis.error_reply('LOCKATTR_WRONGTYPE holds a string without a TTL')
+end
+if #v == #ARGV[1] then
+  redis.call('APPEND', KEYS[1], '*')
+end
+return {0, pttl}
+"#;
 
 /// When an acquire found the lock busy: is it held by *this* acquisition (the cluster client sent the
 /// acquire again after a reply was lost, and the first one had been granted)? KEYS: lock, fence.
@@ -820,22 +871,21 @@ impl Backend for ClusterBackend {
             let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
             // As in the single-node backend: notices go out when the lock carries the waiter mark, or
             // when a waiter of this client watches the channel.
-            let publish = self.hub.is_watched(&name.channel);
-            let reply: i64 = self
+            let mode = release_mode(keep, self.hub.is_watched(&name.channel));
+            let reply = self
                 .run(
                     &RELEASE,
                     &|c: &mut Cmd| {
                         c.arg(1)
                             .arg(&name.lock_key)
+                            .arg("release")
                             .arg(token)
-                            .arg(&name.channel)
-                            .arg(keep)
-                            .arg(u8::from(publish));
+                            .arg(mode);
                     },
                     self.shared.timeout,
                 )
-                .await?;
-            Ok(Released::from_code(reply))
+                .await;
+            Ok(release_codes(reply, 1)?[0])
         })
     }
 

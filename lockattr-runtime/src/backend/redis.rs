@@ -18,56 +18,6 @@ use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewe
 use crate::error::{BackendError, LockError};
 use crate::key::LockName;
 
-/// Take the lock (`SET NX PX`) and, only on success, issue the next fence: max(last + 1, server clock in
-/// microseconds). The clock seed keeps fences increasing after a restart that lost the counter (and after
-/// a failover to a replica whose counter is behind). The common path is three commands: `SET NX PX`,
-/// `TIME`, and `SET counter now GET` (which returns the last fence while writing the new one; only when
-/// last + 1 is ahead of the clock is the counter written again). A failed check (the counter is not a
-/// number) undoes everything before the script returns, so it never leaves a half-taken lock.
-/// When busy, the holder's value is marked with a trailing `*` (once): someone waits, so its release
-/// must publish a notice (see [`RELEASE_LUA`]). `APPEND` keeps the TTL; the owner checks accept the
-/// token with or without the mark.
-/// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
-pub(crate) const ACQUIRE_LUA: &str = r#"
-if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local t = redis.call('TIME')
-  local now = t[1] .. string.sub('000000', #t[2] + 1) .. t[2]
-  local fence = tonumber(now)
-  local prev = redis.pcall('SET', KEYS[2], now, 'GET')
-  if type(prev) == 'table' and prev['err'] then
-    redis.call('DEL', KEYS[1])
-    local fence_type = redis.call('TYPE', KEYS[2])['ok']
-    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. fence_type)
-  end
-  if prev then
-    local last = tonumber(prev)
-    if last == nil then
-      redis.call('SET', KEYS[2], prev)
-      redis.call('DEL', KEYS[1])
-      return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
-    end
-    if last + 1 > fence then
-      fence = last + 1
-      redis.call('SET', KEYS[2], string.format('%d', fence))
-    end
-  end
-  return {1, fence}
-end
-local v = redis.pcall('GET', KEYS[1])
-if type(v) ~= 'string' then
-  local lock_type = redis.call('TYPE', KEYS[1])['ok']
-  return redis.error_reply('LOCKATTR_WRONGTYPE holds a Redis ' .. lock_type .. ' value')
-end
-local pttl = redis.call('PTTL', KEYS[1])
-if pttl == -1 then
-  return redis.error_reply('LOCKATTR_WRONGTYPE holds a string without a TTL')
-end
-if #v == #ARGV[1] then
-  redis.call('APPEND', KEYS[1], '*')
-end
-return {0, pttl}
-"#;
-
 /// Owner-checked batch renewal: `PEXPIRE` each key that still holds its token (marked or not). KEYS = n
 /// lock keys, ARGV = n tokens then n TTLs in ms. Reply: one 1/0 per key.
 pub(crate) const RENEW_LUA: &str = r#"
@@ -85,113 +35,120 @@ end
 return out
 "#;
 
-/// Owner-checked release. ARGV: token, notice channel, keep-for ms (0 = delete now), `1` to publish
-/// the release notice in any case (else only when the value carries the waiter mark that a busy acquire
-/// left, see [`ACQUIRE_LUA`]: an uncontended release costs no `PUBLISH`).
-/// Reply: 1 deleted, 2 kept for the minimum hold time, 0 not ours.
-pub(crate) const RELEASE_LUA: &str = r#"
-local v = redis.pcall('GET', KEYS[1])
-local marked = false
-if v ~= ARGV[1] then
-  if v ~= ARGV[1] .. '*' then
-    return 0
-  end
-  marked = true
-end
-local keep = tonumber(ARGV[3])
-if keep > 0 then
-  redis.call('PEXPIRE', KEYS[1], keep)
-  return 2
-end
-redis.call('DEL', KEYS[1])
-if marked or ARGV[4] == '1' then
-  redis.call('PUBLISH', ARGV[2], '1')
-end
-return 1
-"#;
-
-/// [`ACQUIRE_LUA`] for many locks at once (concurrent acquires coalesced into one call, see
-/// [`Coalescer`]). KEYS: lock, counter, lock, counter, ...; ARGV: `many` (a marker that tells this call
-/// from a single acquire in a `MONITOR` trace), then token, ttl ms, token, ttl ms, ...
-/// A busy lock gets the waiter mark, as in [`ACQUIRE_LUA`].
-/// Reply: two entries per lock: `1, fence` granted, `0, pttl` busy, `-1, message` wrong type.
+/// Take many locks at once: the single-node acquire (an idle client sends one lock, a busy one the
+/// calls that queued meanwhile, see [`Coalescer`]).
+///
+/// KEYS: the fence counter of the locks' prefix (`prefix:fence`), then the locks; ARGV: token, TTL in
+/// ms, per lock. Each lock is one `SET NX PX GET`: on success it is granted; when busy the same call
+/// returned the holder's value, and the lock gets the waiter mark (a trailing `*`, once; `APPEND` keeps
+/// the TTL) so that its release publishes a notice (see [`RELEASE_LUA`]).
+///
+/// The grants of one call then share one counter update: fences are `base, base + 1, ...` in lock
+/// order, where `base = max(last + 1, server clock in µs)`, and the counter keeps the last fence
+/// issued. One counter per prefix (not per lock) keeps fences strictly increasing per lock (they are
+/// increasing across all locks), costs one write per call instead of one per lock, and the clock seed
+/// keeps them increasing after a restart that lost the counter or a failover to a replica that is
+/// behind. A counter that does not hold a whole number below 2^53 is left as it was and every lock this
+/// call took is given back before the reply.
+///
+/// Reply: one entry per lock: a fence (> 0) granted; `-pttl` (≤ 0) busy; `T:message` the lock or the
+/// counter holds something else (wrong type); `E:message` any other error (e.g. `OOM`).
 const ACQUIRE_MANY_LUA: &str = r#"
-local t = redis.call('TIME')
-local now_s = t[1] .. string.sub('000000', #t[2] + 1) .. t[2]
-local now = tonumber(now_s)
-local out = {}
-for i = 1, #KEYS / 2 do
-  local lk, fk = KEYS[2 * i - 1], KEYS[2 * i]
-  local st, v
-  if redis.call('SET', lk, ARGV[2 * i], 'NX', 'PX', ARGV[2 * i + 1]) then
-    local fence = now
-    local prev = redis.pcall('SET', fk, now_s, 'GET')
-    if type(prev) == 'table' and prev['err'] then
-      redis.call('DEL', lk)
-      st, v = -1, 'fence counter ' .. fk .. ' holds a ' .. redis.call('TYPE', fk)['ok']
-    elseif prev and tonumber(prev) == nil then
-      redis.call('SET', fk, prev)
-      redis.call('DEL', lk)
-      st, v = -1, 'fence counter ' .. fk .. ' does not hold a number'
+local out, granted = {}, 0
+for i = 2, #KEYS do
+  local lk, tok = KEYS[i], ARGV[2 * i - 3]
+  local held = redis.pcall('SET', lk, tok, 'NX', 'PX', ARGV[2 * i - 2], 'GET')
+  if not held then
+    granted = granted + 1
+    out[i - 1] = granted
+  elseif type(held) == 'table' then
+    if string.find(held.err, 'WRONGTYPE', 1, true) then
+      out[i - 1] = 'T:holds a Redis ' .. redis.call('TYPE', lk)['ok'] .. ' value'
     else
-      if prev and tonumber(prev) + 1 > fence then
-        fence = tonumber(prev) + 1
-        redis.call('SET', fk, string.format('%d', fence))
-      end
-      st, v = 1, fence
+      out[i - 1] = 'E:' .. held.err
     end
   else
-    local held = redis.pcall('GET', lk)
-    if type(held) ~= 'string' then
-      st, v = -1, 'holds a Redis ' .. redis.call('TYPE', lk)['ok'] .. ' value'
+    local pttl = redis.call('PTTL', lk)
+    if pttl < 0 then
+      out[i - 1] = 'T:holds a string without a TTL'
     else
-      local pttl = redis.call('PTTL', lk)
-      if pttl == -1 then
-        st, v = -1, 'holds a string without a TTL'
-      else
-        if #held == #ARGV[2 * i] then
-          redis.call('APPEND', lk, '*')
-        end
-        st, v = 0, pttl
+      if #held == #tok then
+        redis.call('APPEND', lk, '*')
       end
+      out[i - 1] = -pttl
     end
   end
-  out[2 * i - 1] = st
-  out[2 * i] = v
+end
+if granted == 0 then
+  return out
+end
+local t = redis.call('TIME')
+local base = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local prev = redis.pcall('SET', KEYS[1], string.format('%d', base + granted - 1), 'GET')
+local bad
+if type(prev) == 'table' then
+  if string.find(prev.err, 'WRONGTYPE', 1, true) then
+    bad = 'T:fence counter ' .. KEYS[1] .. ' holds a ' .. redis.call('TYPE', KEYS[1])['ok']
+  else
+    bad = 'E:' .. prev.err
+  end
+elseif prev then
+  local last = tonumber(prev)
+  if last == nil or last < 0 or last >= 9007199254740992 or last % 1 ~= 0 then
+    redis.call('SET', KEYS[1], prev)
+    bad = 'T:fence counter ' .. KEYS[1] .. ' does not hold a whole number below 2^53'
+  elseif last + 1 > base then
+    base = last + 1
+    redis.call('SET', KEYS[1], string.format('%d', base + granted - 1))
+  end
+end
+for i = 1, #out do
+  local v = out[i]
+  if type(v) == 'number' and v > 0 then
+    if bad then
+      redis.call('DEL', KEYS[i + 1])
+      out[i] = bad
+    else
+      out[i] = base + v - 1
+    end
+  end
 end
 return out
 "#;
 
-/// [`RELEASE_LUA`] for many locks at once. KEYS: the locks; ARGV: token, channel, keep-for ms, publish
-/// flag per lock. Reply: one code per lock, as for [`RELEASE_LUA`].
-const RELEASE_MANY_LUA: &str = r#"
+/// Owner-checked release of one or many locks: the release of every Redis backend (the single-node one
+/// coalesces concurrent releases like [`ACQUIRE_MANY_LUA`]; Cluster and Redlock send one lock).
+///
+/// KEYS: the locks; ARGV: `release` (tells this call from a renewal in a `MONITOR` trace), then per
+/// lock its token and a mode: `0` delete, `-1` delete and publish the release notice in any case (a
+/// waiter of the releasing client watches the channel), `ms > 0` keep the lock for that long (minimum
+/// hold time). A deleted lock that carries the waiter mark (see [`ACQUIRE_MANY_LUA`]) publishes its
+/// notice on `lock:released`; an uncontended release costs no `PUBLISH`.
+/// Reply: one code per lock: 1 deleted, 2 kept for the minimum hold time, 0 not ours.
+pub(crate) const RELEASE_LUA: &str = r#"
 local out = {}
 for i = 1, #KEYS do
-  local a = 4 * (i - 1)
+  local tok, mode = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
   local v = redis.pcall('GET', KEYS[i])
-  local marked = v ~= ARGV[a + 1]
-  if marked and v ~= ARGV[a + 1] .. '*' then
-    out[i] = 0
-  else
-    local keep = tonumber(ARGV[a + 3])
-    if keep > 0 then
-      redis.call('PEXPIRE', KEYS[i], keep)
+  if v == tok or v == tok .. '*' then
+    if mode > 0 then
+      redis.call('PEXPIRE', KEYS[i], mode)
       out[i] = 2
     else
       redis.call('DEL', KEYS[i])
-      if marked or ARGV[a + 4] == '1' then
-        redis.call('PUBLISH', ARGV[a + 2], '1')
+      if mode < 0 or v ~= tok then
+        redis.call('PUBLISH', KEYS[i] .. ':released', '1')
       end
       out[i] = 1
     end
+  else
+    out[i] = 0
   end
 end
 return out
 "#;
 
-static ACQUIRE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(ACQUIRE_LUA));
 static ACQUIRE_MANY: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(ACQUIRE_MANY_LUA));
-static RELEASE_MANY: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RELEASE_MANY_LUA));
 static RENEW: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RENEW_LUA));
 static RELEASE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RELEASE_LUA));
 
@@ -551,8 +508,6 @@ impl<R> Coalescer<R> {
 /// A queued acquire.
 struct AcquireReq {
     lock_key: String,
-    fence_key: String,
-    channel: String,
     token: String,
     ttl: Duration,
     tx: oneshot::Sender<Result<Acquired, BackendError>>,
@@ -561,11 +516,9 @@ struct AcquireReq {
 /// A queued release.
 struct ReleaseReq {
     lock_key: String,
-    channel: String,
     token: String,
-    keep_ms: u64,
-    /// Publish the notice even without the waiter mark (a local waiter watches the channel).
-    publish: bool,
+    /// The [`RELEASE_LUA`] mode (see [`release_mode`]).
+    mode: i64,
     tx: oneshot::Sender<Result<Released, BackendError>>,
 }
 
@@ -608,45 +561,122 @@ where
     }
 }
 
+/// The prefix of a lock key `prefix:{key}` (prefixes hold no braces).
+fn prefix_of(lock_key: &str) -> &str {
+    match lock_key.find(":{") {
+        Some(end) => &lock_key[..end],
+        None => lock_key,
+    }
+}
+
+/// The fence counter of the locks under `prefix` on a single node (see [`ACQUIRE_MANY_LUA`]).
+pub(crate) fn counter_key(prefix: &str) -> String {
+    let mut key = String::with_capacity(prefix.len() + 6);
+    key.push_str(prefix);
+    key.push_str(":fence");
+    key
+}
+
+/// An [`ACQUIRE_MANY_LUA`] call for `locks` (lock key, token, TTL), all under `prefix`.
+fn acquire_cmd<'r>(
+    prefix: &str,
+    n: usize,
+    locks: impl Iterator<Item = (&'r str, &'r str, Duration)> + Clone,
+) -> redis::Cmd {
+    let mut cmd = evalsha(&ACQUIRE_MANY, n + 1);
+    cmd.arg(counter_key(prefix));
+    for (lock_key, _, _) in locks.clone() {
+        cmd.arg(lock_key);
+    }
+    for (_, token, ttl) in locks {
+        cmd.arg(token).arg(ms(ttl));
+    }
+    cmd
+}
+
+/// A [`RELEASE_LUA`] call for `locks` (lock key, token, mode).
+pub(crate) fn release_cmd<'r>(
+    n: usize,
+    locks: impl Iterator<Item = (&'r str, &'r str, i64)> + Clone,
+) -> redis::Cmd {
+    let mut cmd = evalsha(&RELEASE, n);
+    for (lock_key, _, _) in locks.clone() {
+        cmd.arg(lock_key);
+    }
+    cmd.arg("release");
+    for (_, token, mode) in locks {
+        cmd.arg(token).arg(mode);
+    }
+    cmd
+}
+
+/// The [`RELEASE_LUA`] mode of one release: keep for `keep_ms` (minimum hold time), else delete, and
+/// with `publish` publish the release notice even without the waiter mark.
+pub(crate) fn release_mode(keep_ms: u64, publish: bool) -> i64 {
+    match (keep_ms, publish) {
+        (0, false) => 0,
+        (0, true) => -1,
+        (keep, _) => keep.min(i64::MAX as u64) as i64,
+    }
+}
+
+/// A [`RELEASE_LUA`] reply for `n` locks, checked for length.
+pub(crate) fn release_codes(
+    reply: Result<Vec<i64>, BackendError>,
+    n: usize,
+) -> Result<Vec<Released>, BackendError> {
+    let codes = reply?;
+    if codes.len() != n {
+        return Err(BackendError::other(format!(
+            "release answered {} values for {n} locks",
+            codes.len()
+        )));
+    }
+    Ok(codes.into_iter().map(Released::from_code).collect())
+}
+
 impl Batching {
-    /// Send queued acquires, batch after batch, until the queue is empty (then free the slot).
+    /// Acquire `locks` (lock key, token, TTL, all under `prefix`) in one script call: one answer per lock.
+    async fn acquire_many<'r>(
+        &self,
+        prefix: &str,
+        n: usize,
+        locks: impl Iterator<Item = (&'r str, &'r str, Duration)> + Clone,
+    ) -> Result<Vec<redis::Value>, BackendError> {
+        let cmd = acquire_cmd(prefix, n, locks);
+        let answers: Vec<redis::Value> =
+            eval_on(&self.conn, self.timeout, &ACQUIRE_MANY, &cmd).await?;
+        if answers.len() != n {
+            return Err(BackendError::other(format!(
+                "acquire answered {} values for {n} locks",
+                answers.len()
+            )));
+        }
+        Ok(answers)
+    }
+
+    /// Release `locks` (lock key, token, mode) in one script call: one answer per lock.
+    async fn release_many<'r>(
+        &self,
+        n: usize,
+        locks: impl Iterator<Item = (&'r str, &'r str, i64)> + Clone,
+    ) -> Result<Vec<Released>, BackendError> {
+        let cmd = release_cmd(n, locks);
+        release_codes(eval_on(&self.conn, self.timeout, &RELEASE, &cmd).await, n)
+    }
+
+    /// Send queued acquires, batch after batch, until the queue is empty (then free the slot). Each
+    /// prefix has its own fence counter, so locks under different prefixes go in separate calls.
     async fn run_acquires(self: Arc<Self>, mut reqs: Vec<AcquireReq>) {
         loop {
-            let mut cmd = evalsha(&ACQUIRE_MANY, 2 * reqs.len());
-            for r in &reqs {
-                cmd.arg(&r.lock_key).arg(&r.fence_key);
-            }
-            cmd.arg("many");
-            for r in &reqs {
-                cmd.arg(&r.token).arg(ms(r.ttl));
-            }
-            let reply: Result<Vec<redis::Value>, _> =
-                eval_on(&self.conn, self.timeout, &ACQUIRE_MANY, &cmd).await;
-            let answers = match reply {
-                Ok(v) if v.len() == 2 * reqs.len() => Ok(v),
-                Ok(v) => Err(BackendError::other(format!(
-                    "coalesced acquire answered {} values for {} locks",
-                    v.len(),
-                    reqs.len()
-                ))),
-                Err(e) => Err(e),
-            };
-            for (i, r) in reqs.drain(..).enumerate() {
-                let outcome = match &answers {
-                    Err(e) => Err(e.clone()),
-                    Ok(v) => acquire_answer(&v[2 * i], &v[2 * i + 1], r.ttl),
-                };
-                let granted = matches!(outcome, Ok(Acquired::Granted { .. }));
-                if r.tx.send(outcome).is_err() && granted {
-                    // The caller went away (cancelled, or its wait timed out): give the lock back.
-                    let mut cmd = evalsha(&RELEASE, 1);
-                    cmd.arg(&r.lock_key)
-                        .arg(&r.token)
-                        .arg(&r.channel)
-                        .arg(0u64)
-                        .arg(1u8);
-                    let _: Result<i64, _> = eval_on(&self.conn, self.timeout, &RELEASE, &cmd).await;
-                }
+            while !reqs.is_empty() {
+                let prefix = prefix_of(&reqs[0].lock_key).to_owned();
+                let others: Vec<AcquireReq> = reqs
+                    .extract_if(.., |r| prefix_of(&r.lock_key) != prefix)
+                    .collect();
+                self.answer_acquires(&prefix, std::mem::take(&mut reqs))
+                    .await;
+                reqs = others;
             }
             match self.acquire.next() {
                 Some(next) => reqs = next,
@@ -655,32 +685,39 @@ impl Batching {
         }
     }
 
+    /// Send one call for `reqs` (all under `prefix`) and answer each caller.
+    async fn answer_acquires(&self, prefix: &str, reqs: Vec<AcquireReq>) {
+        let locks = reqs
+            .iter()
+            .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.ttl));
+        let answers = self.acquire_many(prefix, reqs.len(), locks).await;
+        for (i, r) in reqs.into_iter().enumerate() {
+            let outcome = match &answers {
+                Err(e) => Err(e.clone()),
+                Ok(v) => acquire_answer(&v[i], r.ttl),
+            };
+            let granted = matches!(outcome, Ok(Acquired::Granted { .. }));
+            if r.tx.send(outcome).is_err() && granted {
+                // The caller went away (cancelled, or its wait timed out): give the lock back, and
+                // tell any waiter.
+                let lock = (r.lock_key.as_str(), r.token.as_str(), release_mode(0, true));
+                let _ = self.release_many(1, std::iter::once(lock)).await;
+            }
+        }
+    }
+
     /// Send queued releases, batch after batch, until the queue is empty (then free the slot).
     async fn run_releases(self: Arc<Self>, mut reqs: Vec<ReleaseReq>) {
         loop {
-            let mut cmd = evalsha(&RELEASE_MANY, reqs.len());
-            for r in &reqs {
-                cmd.arg(&r.lock_key);
-            }
-            for r in &reqs {
-                cmd.arg(&r.token)
-                    .arg(&r.channel)
-                    .arg(r.keep_ms)
-                    .arg(u8::from(r.publish));
-            }
-            let reply: Result<Vec<i64>, _> =
-                eval_on(&self.conn, self.timeout, &RELEASE_MANY, &cmd).await;
+            let locks = reqs
+                .iter()
+                .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.mode));
+            let answers = self.release_many(reqs.len(), locks).await;
             for (i, r) in reqs.drain(..).enumerate() {
-                let outcome = match &reply {
+                let _ = r.tx.send(match &answers {
                     Err(e) => Err(e.clone()),
-                    Ok(v) => match v.get(i) {
-                        Some(code) => Ok(Released::from_code(*code)),
-                        None => Err(BackendError::other(
-                            "coalesced release answered too few values",
-                        )),
-                    },
-                };
-                let _ = r.tx.send(outcome);
+                    Ok(codes) => Ok(codes[i]),
+                });
             }
             match self.release.next() {
                 Some(next) => reqs = next,
@@ -691,28 +728,37 @@ impl Batching {
 }
 
 /// One lock's answer in an [`ACQUIRE_MANY_LUA`] reply.
-fn acquire_answer(
-    status: &redis::Value,
-    value: &redis::Value,
-    ttl: Duration,
-) -> Result<Acquired, BackendError> {
+fn acquire_answer(answer: &redis::Value, ttl: Duration) -> Result<Acquired, BackendError> {
     use redis::Value;
-    let text = |v: &Value| match v {
-        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-        Value::SimpleString(s) => s.clone(),
-        other => format!("{other:?}"),
+    let text = match answer {
+        Value::Int(fence) if *fence > 0 => {
+            return Ok(Acquired::Granted {
+                fence: *fence as u64,
+                validity: ttl,
+            })
+        }
+        Value::Int(pttl) => {
+            return Ok(Acquired::Busy {
+                remaining: Some(Duration::from_millis(pttl.unsigned_abs())),
+            })
+        }
+        Value::BulkString(b) => String::from_utf8_lossy(b),
+        Value::SimpleString(s) => s.as_str().into(),
+        other => {
+            return Err(BackendError::other(format!(
+                "unexpected acquire reply {other:?}"
+            )))
+        }
     };
-    match (status, value) {
-        (Value::Int(1), Value::Int(fence)) if *fence > 0 => Ok(Acquired::Granted {
-            fence: *fence as u64,
-            validity: ttl,
-        }),
-        (Value::Int(0), Value::Int(pttl)) => Ok(Acquired::Busy {
-            remaining: (*pttl >= 0).then(|| Duration::from_millis(*pttl as u64)),
-        }),
-        (Value::Int(-1), msg) => Err(BackendError::wrong_type(text(msg))),
-        (s, v) => Err(BackendError::other(format!(
-            "unexpected acquire reply {s:?}, {v:?}"
+    match text.split_once(':') {
+        Some(("T", msg)) => Err(BackendError::wrong_type(msg.to_owned())),
+        Some(("E", msg)) => Err(map_err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "acquire",
+            msg.to_owned(),
+        )))),
+        _ => Err(BackendError::other(format!(
+            "unexpected acquire reply {text:?}"
         ))),
     }
 }
@@ -745,8 +791,6 @@ impl Backend for RedisBackend {
         Box::pin(async move {
             let queued = self.batch.acquire.enter(|tx| AcquireReq {
                 lock_key: name.lock_key.clone(),
-                fence_key: name.fence_key.clone(),
-                channel: name.channel.clone(),
                 token: token.to_owned(),
                 ttl,
                 tx,
@@ -758,24 +802,12 @@ impl Backend for RedisBackend {
                 batch: self.batch.clone(),
                 acquire: true,
             };
-            let mut cmd = evalsha(&ACQUIRE, 2);
-            cmd.arg(&name.lock_key)
-                .arg(&name.fence_key)
-                .arg(token)
-                .arg(ms(ttl));
-            let reply: [i64; 2] = self.eval(&ACQUIRE, &cmd).await?;
-            match reply.as_slice() {
-                [1, fence] if *fence > 0 => Ok(Acquired::Granted {
-                    fence: *fence as u64,
-                    validity: ttl,
-                }),
-                [0, pttl] => Ok(Acquired::Busy {
-                    remaining: (*pttl >= 0).then(|| Duration::from_millis(*pttl as u64)),
-                }),
-                other => Err(BackendError::other(format!(
-                    "unexpected acquire reply {other:?}"
-                ))),
-            }
+            let lock = (name.lock_key.as_str(), token, ttl);
+            let answers = self
+                .batch
+                .acquire_many(prefix_of(&name.lock_key), 1, std::iter::once(lock))
+                .await?;
+            acquire_answer(&answers[0], ttl)
         })
     }
 
@@ -826,13 +858,11 @@ impl Backend for RedisBackend {
             let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
             // Waiters of other clients mark the lock when they find it busy; this client's own waiters
             // may instead queue behind each other without asking, so they are told by a forced notice.
-            let publish = self.hub.is_watched(&name.channel);
+            let mode = release_mode(keep, self.hub.is_watched(&name.channel));
             let queued = self.batch.release.enter(|tx| ReleaseReq {
                 lock_key: name.lock_key.clone(),
-                channel: name.channel.clone(),
                 token: token.to_owned(),
-                keep_ms: keep,
-                publish,
+                mode,
                 tx,
             });
             if let Some(rx) = queued {
@@ -842,14 +872,9 @@ impl Backend for RedisBackend {
                 batch: self.batch.clone(),
                 acquire: false,
             };
-            let mut cmd = evalsha(&RELEASE, 1);
-            cmd.arg(&name.lock_key)
-                .arg(token)
-                .arg(&name.channel)
-                .arg(keep)
-                .arg(u8::from(publish));
-            let reply: i64 = self.eval(&RELEASE, &cmd).await?;
-            Ok(Released::from_code(reply))
+            let lock = (name.lock_key.as_str(), token, mode);
+            let codes = self.batch.release_many(1, std::iter::once(lock)).await?;
+            Ok(codes[0])
         })
     }
 

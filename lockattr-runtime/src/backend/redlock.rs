@@ -117,7 +117,7 @@ use once_cell::sync::Lazy;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::redis::{mask_url, RedisBackend, RedisOptions};
+use super::redis::{mask_url, release_codes, release_mode, RedisBackend, RedisOptions};
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, BackendErrorKind, LockError};
 use crate::key::LockName;
@@ -224,21 +224,9 @@ end
 return 0
 "#;
 
-// Release is the single-node owner-checked script (`super::redis::RELEASE_LUA`): delete if ours and
-// publish a notice, or only cut the TTL to the minimum hold time.
-
-/// Give back one attempt's grant. ARGV: value, notice channel, publish (1/0).
-/// Reply: 1 deleted, 0 not this attempt's.
-const GIVE_BACK_LUA: &str = r#"
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  if ARGV[3] == '1' then
-    redis.call('PUBLISH', ARGV[2], '1')
-  end
-  return 1
-end
-return 0
-"#;
+// Release, and giving back one attempt's grant, is the owner-checked script of every Redis backend
+// (`super::redis::RELEASE_LUA`): delete if ours (publishing a notice), or only cut the TTL to the
+// minimum hold time. Redlock's acquire leaves no waiter mark, so its releases always publish.
 
 static ACQUIRE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(ACQUIRE_LUA));
 static NEXT_FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(NEXT_FENCE_LUA));
@@ -246,7 +234,6 @@ static RAISE_FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RAISE_
 static RENEW: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RENEW_LUA));
 static REJOIN: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(REJOIN_LUA));
 static RELEASE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(super::redis::RELEASE_LUA));
-static GIVE_BACK: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(GIVE_BACK_LUA));
 
 /// The fixed part of the clock-drift allowance (the Redlock paper's "+ 2 ms").
 pub const DRIFT_FIXED: Duration = Duration::from_millis(2);
@@ -449,12 +436,10 @@ impl Node {
         let mut inv = RELEASE.prepare_invoke();
         // Redlock's own acquire leaves no waiter mark: always publish the notice.
         inv.key(&name.lock_key)
+            .arg("release")
             .arg(value)
-            .arg(&name.channel)
-            .arg(keep)
-            .arg(1u8);
-        let r: i64 = self.backend.invoke(&inv).await?;
-        Ok(Released::from_code(r))
+            .arg(release_mode(keep, true));
+        Ok(release_codes(self.backend.invoke(&inv).await, 1)?[0])
     }
 
     async fn give_back(
@@ -463,13 +448,12 @@ impl Node {
         value: &str,
         publish: bool,
     ) -> Result<bool, BackendError> {
-        let mut inv = GIVE_BACK.prepare_invoke();
+        let mut inv = RELEASE.prepare_invoke();
         inv.key(&name.lock_key)
+            .arg("release")
             .arg(value)
-            .arg(&name.channel)
-            .arg(if publish { "1" } else { "0" });
-        let r: i64 = self.backend.invoke(&inv).await?;
-        Ok(r == 1)
+            .arg(release_mode(0, publish));
+        Ok(release_codes(self.backend.invoke(&inv).await, 1)?[0] == Released::Deleted)
     }
 }
 

@@ -491,7 +491,7 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
         return;
     };
     let argv = &g.args[3 + nkeys..];
-    let is_lock_script = keys.first().is_some_and(|k| k.starts_with(prefix));
+    let is_lock_script = keys.last().is_some_and(|k| k.starts_with(prefix));
     if !is_lock_script {
         return;
     }
@@ -504,61 +504,57 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
         }
     }
     match (nkeys, argv.len()) {
-        (2, 2) => {
-            // Acquire: SET lock token NX PX ttl; on success TIME, then SET fence f.
-            let lock = &keys[0];
-            let set = g
-                .lua
-                .iter()
-                .position(|c| c.len() >= 3 && eq(&c[0], "SET") && &c[1] == lock);
-            let Some(i) = set else { return };
-            let granted = g.lua[i + 1..].iter().any(|c| eq(&c[0], "TIME"));
-            if !granted {
-                st.stats.busy += 1;
-                return;
-            }
-            let token = g.lua[i][2].clone();
-            let fence = g.lua[i + 1..]
-                .iter()
-                .find(|c| c.len() >= 3 && eq(&c[0], "SET") && c[1] == keys[1])
-                .and_then(|c| c[2].parse::<u64>().ok())
-                .unwrap_or(0);
-            record_grant(st, lock, token, fence, g.ts);
-        }
-        (n, a) if n % 2 == 0 && a == n + 1 && eq(&argv[0], "many") => {
-            // Coalesced acquire: TIME once, then per lock (in order) SET lock token NX PX ttl and, when
-            // granted, SET counter fence GET (maybe SET counter fence again); a bad counter is put
-            // back and the lock deleted again (DEL).
-            let locks = n / 2;
-            let mut fences: Vec<Option<u64>> = vec![None; locks];
-            let mut item: Option<usize> = None;
-            let mut seen = 0usize;
+        (n, a) if n >= 2 && a == 2 * (n - 1) && keys[0].ends_with(":fence") => {
+            // Acquire (one or many locks): KEYS = the prefix's fence counter, then the locks; ARGV =
+            // token, ttl per lock. Per lock `SET lock token NX PX ttl GET`; a busy lock is followed by
+            // PTTL (+ APPEND of the waiter mark), a wrong type by TYPE. Then, when any was granted,
+            // TIME and `SET counter last GET` (maybe `SET counter last` again): the granted locks get
+            // fences last - granted + 1 ..= last in order. A bad counter gives every grant back (DEL).
+            // A SET that the server refused (OOM) is not in the trace at all.
+            let locks = &keys[1..];
+            let mut granted: Vec<usize> = Vec::new();
+            let mut last: Option<u64> = None;
+            let mut current: Option<usize> = None;
             for c in &g.lua {
-                if c.len() >= 3 && eq(&c[0], "SET") && c.iter().any(|a| eq(a, "NX")) {
-                    item = (seen < locks).then_some(seen);
-                    seen += 1;
-                } else if let Some(i) = item {
-                    if c.len() >= 3 && eq(&c[0], "SET") && c[1] == keys[2 * i + 1] {
-                        if let Ok(f) = c[2].parse::<u64>() {
-                            fences[i] = Some(f);
-                        }
-                    } else if eq(&c[0], "DEL") && c.get(1) == Some(&keys[2 * i]) {
-                        fences[i] = None;
+                let is = |name: &str| eq(&c[0], name);
+                if is("SET") && c.len() >= 3 && c.iter().any(|a| eq(a, "NX")) {
+                    current = (0..locks.len())
+                        .find(|&i| locks[i] == c[1] && argv.get(2 * i) == Some(&c[2]));
+                    if let Some(i) = current {
+                        granted.push(i);
                     }
+                } else if (is("PTTL") || is("TYPE")) && c.get(1).is_some_and(|k| k != &keys[0]) {
+                    if let Some(i) = current.take() {
+                        granted.retain(|&j| j != i);
+                    }
+                } else if is("SET") && c.get(1) == Some(&keys[0]) {
+                    current = None;
+                    last = c.get(2).and_then(|v| v.parse::<u64>().ok());
+                } else if is("DEL") {
+                    granted.retain(|&j| c.get(1) != Some(&locks[j]));
                 }
             }
-            for (i, fence) in fences.into_iter().enumerate() {
-                match (fence, argv.get(1 + 2 * i)) {
-                    (Some(fence), Some(token)) => {
-                        record_grant(st, &keys[2 * i], token.clone(), fence, g.ts)
-                    }
-                    _ => st.stats.busy += 1,
+            let busy = locks.len() - granted.len();
+            st.stats.busy += busy as u64;
+            if let Some(last) = last {
+                let first = (last + 1).saturating_sub(granted.len() as u64);
+                for (rank, i) in granted.into_iter().enumerate() {
+                    record_grant(
+                        st,
+                        &locks[i],
+                        argv[2 * i].clone(),
+                        first + rank as u64,
+                        g.ts,
+                    );
                 }
+            } else {
+                st.stats.busy += granted.len() as u64;
             }
         }
-        (n, a) if n > 1 && a == 4 * n => {
-            // Coalesced release: per lock (in order) GET, then DEL (+ PUBLISH when someone waits) or
-            // PEXPIRE if ours.
+        (n, a) if a == 2 * n + 1 && eq(&argv[0], "release") => {
+            // Release (one or many locks): KEYS = the locks; ARGV = `release`, then token, mode per
+            // lock. Per lock (in order) GET, then DEL (+ PUBLISH when someone waits) or PEXPIRE
+            // (minimum hold) if ours.
             st.stats.releases += n as u64;
             let mut current: Option<usize> = None;
             let mut next = 0usize;
@@ -569,7 +565,7 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                     continue;
                 }
                 let Some(i) = current else { continue };
-                let (Some(lock), Some(token)) = (keys.get(i), argv.get(4 * i)) else {
+                let (Some(lock), Some(token)) = (keys.get(i), argv.get(1 + 2 * i)) else {
                     continue;
                 };
                 let (lock, token) = (lock.clone(), token.clone());
@@ -577,22 +573,6 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                     touch(st, &lock, &token, "release (DEL)", g.ts);
                     st.owners.insert(lock.clone(), Owner::Free);
                     st.deleted_tokens.insert(token);
-                    st.stats.releases_deleted += 1;
-                } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
-                    touch(st, &lock, &token, "release (PEXPIRE)", g.ts);
-                }
-            }
-        }
-        (1, 4) => {
-            // Release: GET, then DEL (+ PUBLISH when someone waits), or PEXPIRE (minimum hold).
-            st.stats.releases += 1;
-            let lock = keys[0].clone();
-            let token = argv[0].clone();
-            for c in &g.lua {
-                if eq(&c[0], "DEL") && c.get(1) == Some(&lock) {
-                    touch(st, &lock, &token, "release (DEL)", g.ts);
-                    st.owners.insert(lock.clone(), Owner::Free);
-                    st.deleted_tokens.insert(token.clone());
                     st.stats.releases_deleted += 1;
                 } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
                     touch(st, &lock, &token, "release (PEXPIRE)", g.ts);
@@ -672,41 +652,58 @@ mod tests {
         feed(
             &mut st,
             &[
-                r#"1.0 [0 c:1] "EVALSHA" "m" "4" "t:{a}" "t:{a}:fence" "t:{b}" "t:{b}:fence" "many" "tok1" "500" "tok2" "500""#,
-                r#"1.01 [0 lua] "TIME""#,
-                r#"1.02 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
-                r#"1.03 [0 lua] "SET" "t:{a}:fence" "7" "GET""#,
-                r#"1.04 [0 lua] "SET" "t:{b}" "tok2" "NX" "PX" "500""#,
-                r#"1.05 [0 lua] "GET" "t:{b}""#,
-                r#"1.06 [0 lua] "PTTL" "t:{b}""#,
-                r#"1.07 [0 lua] "APPEND" "t:{b}" "*""#,
-                r#"1.1 [0 c:1] "EVALSHA" "n" "2" "t:{a}" "t:{b}" "tok1" "t:{a}:released" "0" "0" "tok2" "t:{b}:released" "0" "0""#,
+                r#"1.0 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{a}" "t:{b}" "tok1" "500" "tok2" "500""#,
+                r#"1.01 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500" "GET""#,
+                r#"1.02 [0 lua] "SET" "t:{b}" "tok2" "NX" "PX" "500" "GET""#,
+                r#"1.03 [0 lua] "PTTL" "t:{b}""#,
+                r#"1.04 [0 lua] "APPEND" "t:{b}" "*""#,
+                r#"1.05 [0 lua] "TIME""#,
+                r#"1.06 [0 lua] "SET" "t:fence" "7" "GET""#,
+                r#"1.1 [0 c:1] "EVALSHA" "n" "2" "t:{a}" "t:{b}" "release" "tok1" "0" "tok2" "0""#,
                 r#"1.11 [0 lua] "GET" "t:{a}""#,
                 r#"1.12 [0 lua] "DEL" "t:{a}""#,
-                r#"1.13 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
-                r#"1.14 [0 lua] "GET" "t:{b}""#,
+                r#"1.13 [0 lua] "GET" "t:{b}""#,
             ],
         );
         assert_eq!(st.stats.grants, 1, "{:?}", st.stats);
         assert_eq!(st.stats.busy, 1);
+        assert_eq!(st.last_fence.get("t:{a}"), Some(&7));
         assert_eq!(st.stats.releases_deleted, 1);
         assert_eq!(st.stats.foreign_touches, 0, "{:?}", st.stats);
-        // A coalesced release of someone else's lock is caught.
+        // Two grants in one call take consecutive fences up to the counter's new value (raised once
+        // more because the counter was ahead of the clock); a coalesced release of someone else's
+        // lock is caught.
         feed(
             &mut st,
             &[
-                r#"2.0 [0 c:1] "EVALSHA" "m" "2" "t:{c}" "t:{c}:fence" "many" "tok5" "500""#,
-                r#"2.01 [0 lua] "TIME""#,
-                r#"2.02 [0 lua] "SET" "t:{c}" "tok5" "NX" "PX" "500""#,
-                r#"2.03 [0 lua] "SET" "t:{c}:fence" "9" "GET""#,
-                r#"2.1 [0 c:2] "EVALSHA" "n" "2" "t:{x}" "t:{c}" "tok8" "t:{x}:released" "0" "0" "tok6" "t:{c}:released" "0" "1""#,
+                r#"2.0 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{c}" "t:{d}" "tok5" "500" "tok6" "500""#,
+                r#"2.01 [0 lua] "SET" "t:{c}" "tok5" "NX" "PX" "500" "GET""#,
+                r#"2.02 [0 lua] "SET" "t:{d}" "tok6" "NX" "PX" "500" "GET""#,
+                r#"2.03 [0 lua] "TIME""#,
+                r#"2.04 [0 lua] "SET" "t:fence" "5" "GET""#,
+                r#"2.05 [0 lua] "SET" "t:fence" "9""#,
+                r#"2.1 [0 c:2] "EVALSHA" "n" "2" "t:{x}" "t:{c}" "release" "tok8" "0" "tok7" "-1""#,
                 r#"2.11 [0 lua] "GET" "t:{x}""#,
                 r#"2.12 [0 lua] "GET" "t:{c}""#,
                 r#"2.13 [0 lua] "DEL" "t:{c}""#,
             ],
         );
-        assert_eq!(st.stats.grants, 2);
+        assert_eq!(st.stats.grants, 3);
+        assert_eq!(st.last_fence.get("t:{c}"), Some(&8));
+        assert_eq!(st.last_fence.get("t:{d}"), Some(&9));
         assert_eq!(st.stats.foreign_touches, 1, "{:?}", st.stats);
+        // A bad counter gives the grants back: nothing is recorded as granted.
+        feed(
+            &mut st,
+            &[
+                r#"3.0 [0 c:1] "EVALSHA" "m" "2" "t:fence" "t:{e}" "tok9" "500""#,
+                r#"3.01 [0 lua] "SET" "t:{e}" "tok9" "NX" "PX" "500" "GET""#,
+                r#"3.02 [0 lua] "TIME""#,
+                r#"3.03 [0 lua] "TYPE" "t:fence""#,
+                r#"3.04 [0 lua] "DEL" "t:{e}""#,
+            ],
+        );
+        assert_eq!(st.stats.grants, 3);
     }
 
     #[test]
@@ -715,11 +712,10 @@ mod tests {
         feed(
             &mut st,
             &[
-                r#"1.000001 [0 c:1] "EVALSHA" "s" "2" "t:{a}" "t:{a}:fence" "tok1" "500""#,
-                r#"1.000002 [0 lua] "TYPE" "t:{a}:fence""#,
-                r#"1.000003 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
+                r#"1.000001 [0 c:1] "EVALSHA" "s" "2" "t:fence" "t:{a}" "tok1" "500""#,
+                r#"1.000003 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500" "GET""#,
                 r#"1.000004 [0 lua] "TIME""#,
-                r#"1.000005 [0 lua] "SET" "t:{a}:fence" "7""#,
+                r#"1.000005 [0 lua] "SET" "t:fence" "7" "GET""#,
                 r#"1.000006 [0 c:2] "EVALSHA" "r" "1" "t:{a}" "tok2" "500""#,
                 r#"1.000007 [0 lua] "GET" "t:{a}""#,
                 r#"1.000008 [0 lua] "PEXPIRE" "t:{a}" "500""#,
@@ -735,14 +731,14 @@ mod tests {
                 r#"1.1 [0 c:1] "EVALSHA" "r" "1" "t:{a}" "tok1" "500""#,
                 r#"1.2 [0 lua] "GET" "t:{a}""#,
                 r#"1.3 [0 lua] "PEXPIRE" "t:{a}" "500""#,
-                r#"1.4 [0 c:1] "EVALSHA" "d" "1" "t:{a}" "tok1" "t:{a}:released" "0" "0""#,
+                r#"1.4 [0 c:1] "EVALSHA" "d" "1" "t:{a}" "release" "tok1" "-1""#,
                 r#"1.5 [0 lua] "GET" "t:{a}""#,
                 r#"1.6 [0 lua] "DEL" "t:{a}""#,
                 r#"1.7 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
-                r#"1.8 [0 c:3] "EVALSHA" "s" "2" "t:{a}" "t:{a}:fence" "tok3" "500""#,
-                r#"1.81 [0 lua] "SET" "t:{a}" "tok3" "NX" "PX" "500""#,
+                r#"1.8 [0 c:3] "EVALSHA" "s" "2" "t:fence" "t:{a}" "tok3" "500""#,
+                r#"1.81 [0 lua] "SET" "t:{a}" "tok3" "NX" "PX" "500" "GET""#,
                 r#"1.82 [0 lua] "TIME""#,
-                r#"1.83 [0 lua] "SET" "t:{a}:fence" "7""#,
+                r#"1.83 [0 lua] "SET" "t:fence" "7" "GET""#,
                 r#"1.9 [0 c:9] "DEL" "t:{a}""#,
             ],
         );
