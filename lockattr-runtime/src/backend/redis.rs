@@ -35,29 +35,82 @@ end
 return out
 "#;
 
-/// Take many locks at once: the single-node acquire (an idle client sends one lock, a busy one the
-/// calls that queued meanwhile, see [`Coalescer`]).
+/// The owner-checked release of one lock, shared by [`RELEASE_LUA`] and [`OPS_LUA`]: `k` is the lock,
+/// `tok` the owner token, `mode` `0` delete, `-1` delete and publish the release notice in any case (a
+/// waiter of the releasing client watches the channel), `ms > 0` keep the lock for that long (minimum
+/// hold time). A deleted lock that carries the waiter mark (a trailing `*` that a busy acquire left)
+/// publishes its notice on `lock:released`, so an uncontended release costs no `PUBLISH`.
+/// Returns 1 deleted, 2 kept for the minimum hold time, 0 not ours.
+macro_rules! release_one_lua {
+    () => {
+        r#"
+local function release_one(k, tok, mode)
+  local v = redis.pcall('GET', k)
+  if v ~= tok and v ~= tok .. '*' then
+    return 0
+  end
+  if mode > 0 then
+    redis.call('PEXPIRE', k, mode)
+    return 2
+  end
+  redis.call('DEL', k)
+  if mode < 0 or v ~= tok then
+    redis.call('PUBLISH', k .. ':released', '1')
+  end
+  return 1
+end
+"#
+    };
+}
+
+/// Owner-checked release of one or many locks, for the Cluster and Redlock backends (they send one
+/// lock). KEYS: the locks; ARGV: `release` (tells this call from a renewal in a `MONITOR` trace), then
+/// per lock its token and mode (see `release_one` above). Reply: one code per lock.
+pub(crate) const RELEASE_LUA: &str = concat!(
+    release_one_lua!(),
+    r#"
+local out = {}
+for i = 1, #KEYS do
+  out[i] = release_one(KEYS[i], ARGV[2 * i], tonumber(ARGV[2 * i + 1]))
+end
+return out
+"#
+);
+
+/// The single-node backend's one script: releases, then acquires, of any number of locks in one call
+/// (an idle client sends one operation; a busy one the operations that queued meanwhile, see
+/// [`Coalescer`]).
 ///
-/// KEYS: the fence counter of the locks' prefix (`prefix:fence`), then the locks; ARGV: token, TTL in
-/// ms, per lock. Each lock is one `SET NX PX GET`: on success it is granted; when busy the same call
+/// KEYS: the fence counter of the acquired locks' prefix (`prefix:fence`), the locks to release, the
+/// locks to acquire. ARGV: the number of releases, then token and mode per release (see
+/// `release_one`), then token and TTL in ms per acquire.
+///
+/// Each acquire is one `SET NX PX GET`: on success the lock is granted; when busy the same call
 /// returned the holder's value, and the lock gets the waiter mark (a trailing `*`, once; `APPEND` keeps
-/// the TTL) so that its release publishes a notice (see [`RELEASE_LUA`]).
+/// the TTL) so that its release publishes a notice.
 ///
-/// The grants of one call then share one counter update: fences are `base, base + 1, ...` in lock
-/// order, where `base = max(last + 1, server clock in µs)`, and the counter keeps the last fence
-/// issued. One counter per prefix (not per lock) keeps fences strictly increasing per lock (they are
-/// increasing across all locks), costs one write per call instead of one per lock, and the clock seed
-/// keeps them increasing after a restart that lost the counter or a failover to a replica that is
-/// behind. A counter that does not hold a whole number below 2^53 is left as it was and every lock this
-/// call took is given back before the reply.
+/// The grants of one call share one counter update: fences are `base, base + 1, ...` in lock order,
+/// where `base = max(last + 1, server clock in µs)`, and the counter keeps the last fence issued. One
+/// counter per prefix (not per lock) keeps fences strictly increasing per lock (they increase across
+/// all locks), costs one write per call instead of one per lock, and the clock seed keeps them
+/// increasing after a restart that lost the counter or a failover to a replica that is behind. A
+/// counter that does not hold a whole number below 2^53 is left as it was, and every lock this call
+/// took is given back before the reply.
 ///
-/// Reply: one entry per lock: a fence (> 0) granted; `-pttl` (≤ 0) busy; `T:message` the lock or the
-/// counter holds something else (wrong type); `E:message` any other error (e.g. `OOM`).
-const ACQUIRE_MANY_LUA: &str = r#"
+/// Reply: one entry per release (its code), then one per acquire: a fence (> 0) granted; `-pttl` (≤ 0)
+/// busy; `T:message` the lock or the counter holds something else (wrong type); `E:message` any other
+/// error (e.g. `OOM`).
+const OPS_LUA: &str = concat!(
+    release_one_lua!(),
+    r#"
+local nr = tonumber(ARGV[1])
 local out, granted = {}, 0
-for i = 2, #KEYS do
-  local lk, tok = KEYS[i], ARGV[2 * i - 3]
-  local held = redis.pcall('SET', lk, tok, 'NX', 'PX', ARGV[2 * i - 2], 'GET')
+for i = 1, nr do
+  out[i] = release_one(KEYS[i + 1], ARGV[2 * i], tonumber(ARGV[2 * i + 1]))
+end
+for i = nr + 2, #KEYS do
+  local lk, tok = KEYS[i], ARGV[2 * i - 2]
+  local held = redis.pcall('SET', lk, tok, 'NX', 'PX', ARGV[2 * i - 1], 'GET')
   if not held then
     granted = granted + 1
     out[i - 1] = granted
@@ -102,7 +155,7 @@ elseif prev then
     redis.call('SET', KEYS[1], string.format('%d', base + granted - 1))
   end
 end
-for i = 1, #out do
+for i = nr + 1, #out do
   local v = out[i]
   if type(v) == 'number' and v > 0 then
     if bad then
@@ -114,43 +167,11 @@ for i = 1, #out do
   end
 end
 return out
-"#;
+"#
+);
 
-/// Owner-checked release of one or many locks: the release of every Redis backend (the single-node one
-/// coalesces concurrent releases like [`ACQUIRE_MANY_LUA`]; Cluster and Redlock send one lock).
-///
-/// KEYS: the locks; ARGV: `release` (tells this call from a renewal in a `MONITOR` trace), then per
-/// lock its token and a mode: `0` delete, `-1` delete and publish the release notice in any case (a
-/// waiter of the releasing client watches the channel), `ms > 0` keep the lock for that long (minimum
-/// hold time). A deleted lock that carries the waiter mark (see [`ACQUIRE_MANY_LUA`]) publishes its
-/// notice on `lock:released`; an uncontended release costs no `PUBLISH`.
-/// Reply: one code per lock: 1 deleted, 2 kept for the minimum hold time, 0 not ours.
-pub(crate) const RELEASE_LUA: &str = r#"
-local out = {}
-for i = 1, #KEYS do
-  local tok, mode = ARGV[2 * i], tonumber(ARGV[2 * i + 1])
-  local v = redis.pcall('GET', KEYS[i])
-  if v == tok or v == tok .. '*' then
-    if mode > 0 then
-      redis.call('PEXPIRE', KEYS[i], mode)
-      out[i] = 2
-    else
-      redis.call('DEL', KEYS[i])
-      if mode < 0 or v ~= tok then
-        redis.call('PUBLISH', KEYS[i] .. ':released', '1')
-      end
-      out[i] = 1
-    end
-  else
-    out[i] = 0
-  end
-end
-return out
-"#;
-
-static ACQUIRE_MANY: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(ACQUIRE_MANY_LUA));
+static OPS: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(OPS_LUA));
 static RENEW: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RENEW_LUA));
-static RELEASE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RELEASE_LUA));
 
 /// Options for [`RedisBackend::open`].
 #[derive(Debug, Clone)]
@@ -339,8 +360,7 @@ impl RedisBackend {
             batch: Arc::new(Batching {
                 conn: conn.clone(),
                 timeout: opts.command_timeout,
-                acquire: Coalescer::default(),
-                release: Coalescer::default(),
+                ops: Coalescer::default(),
             }),
             conn,
         })
@@ -454,16 +474,16 @@ impl RedisBackend {
     }
 }
 
-/// Script calls of one kind (acquire or release) that may be in flight at once. A call that finds this
-/// many in flight is queued, and queued calls go out together as one script call when a slot frees up:
-/// under load, one round trip and one script invocation carry many locks, so the server's per-request
-/// cost (parsing, script set-up, replies, system calls) is shared. An idle client sends each call at
-/// once, exactly as without batching.
+/// Script calls that may be in flight at once. An operation (acquire or release) that finds this many
+/// in flight is queued, and queued operations go out together as one script call when a slot frees
+/// up: under load, one round trip and one script invocation carry many locks, so the server's
+/// per-request cost (parsing, script set-up, replies, system calls) is shared. An idle client sends
+/// each operation at once, exactly as without batching.
 const MAX_IN_FLIGHT: usize = 2;
-/// Most locks in one coalesced script call.
+/// Most operations in one coalesced script call.
 const MAX_COALESCED: usize = 128;
 
-/// The queue and in-flight count of one kind of call.
+/// The queue and in-flight count of the coalesced calls.
 struct Coalescer<R> {
     state: Mutex<(usize, Vec<R>)>,
 }
@@ -517,47 +537,40 @@ struct AcquireReq {
 struct ReleaseReq {
     lock_key: String,
     token: String,
-    /// The [`RELEASE_LUA`] mode (see [`release_mode`]).
+    /// The release mode (see [`release_mode`]).
     mode: i64,
     tx: oneshot::Sender<Result<Released, BackendError>>,
+}
+
+/// A queued operation.
+enum Op {
+    Acquire(AcquireReq),
+    Release(ReleaseReq),
 }
 
 /// What the coalesced calls need, shared with the tasks that send them.
 struct Batching {
     conn: ConnectionManager,
     timeout: Duration,
-    acquire: Coalescer<AcquireReq>,
-    release: Coalescer<ReleaseReq>,
+    ops: Coalescer<Op>,
 }
 
-/// Holds a slot of a [`Coalescer`] while a call runs; when it ends (also when the caller's future is
-/// dropped mid-call), the queued requests are sent in the same slot by a task of their own.
+/// Holds a slot of the [`Coalescer`] while a call runs; when it ends (also when the caller's future is
+/// dropped mid-call), the queued operations are sent in the same slot by a task of their own.
 struct SlotGuard {
     batch: Arc<Batching>,
-    acquire: bool,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let batch = self.batch.clone();
-        if self.acquire {
-            if let Some(reqs) = batch.acquire.next() {
-                spawn_or_fail(reqs, |reqs| async move { batch.run_acquires(reqs).await });
+        if let Some(ops) = self.batch.ops.next() {
+            let batch = self.batch.clone();
+            // Without a runtime the queued operations are dropped: their callers see a closed channel
+            // and report the backend unavailable.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                drop(rt.spawn(async move { batch.run_queued(ops).await }));
             }
-        } else if let Some(reqs) = batch.release.next() {
-            spawn_or_fail(reqs, |reqs| async move { batch.run_releases(reqs).await });
         }
-    }
-}
-
-/// Spawn the task that sends queued requests; without a runtime they are dropped (their callers then
-/// see a closed channel and report the backend unavailable).
-fn spawn_or_fail<R, F>(reqs: Vec<R>, task: impl FnOnce(Vec<R>) -> F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        drop(rt.spawn(task(reqs)));
     }
 }
 
@@ -569,7 +582,7 @@ fn prefix_of(lock_key: &str) -> &str {
     }
 }
 
-/// The fence counter of the locks under `prefix` on a single node (see [`ACQUIRE_MANY_LUA`]).
+/// The fence counter of the locks under `prefix` on a single node (see [`OPS_LUA`]).
 pub(crate) fn counter_key(prefix: &str) -> String {
     let mut key = String::with_capacity(prefix.len() + 6);
     key.push_str(prefix);
@@ -577,41 +590,13 @@ pub(crate) fn counter_key(prefix: &str) -> String {
     key
 }
 
-/// An [`ACQUIRE_MANY_LUA`] call for `locks` (lock key, token, TTL), all under `prefix`.
-fn acquire_cmd<'r>(
-    prefix: &str,
-    n: usize,
-    locks: impl Iterator<Item = (&'r str, &'r str, Duration)> + Clone,
-) -> redis::Cmd {
-    let mut cmd = evalsha(&ACQUIRE_MANY, n + 1);
-    cmd.arg(counter_key(prefix));
-    for (lock_key, _, _) in locks.clone() {
-        cmd.arg(lock_key);
-    }
-    for (_, token, ttl) in locks {
-        cmd.arg(token).arg(ms(ttl));
-    }
-    cmd
-}
+/// A lock to release in a script call: lock key, token, mode.
+type ReleaseItem<'r> = (&'r str, &'r str, i64);
+/// A lock to acquire in a script call: lock key, token, TTL.
+type AcquireItem<'r> = (&'r str, &'r str, Duration);
 
-/// A [`RELEASE_LUA`] call for `locks` (lock key, token, mode).
-pub(crate) fn release_cmd<'r>(
-    n: usize,
-    locks: impl Iterator<Item = (&'r str, &'r str, i64)> + Clone,
-) -> redis::Cmd {
-    let mut cmd = evalsha(&RELEASE, n);
-    for (lock_key, _, _) in locks.clone() {
-        cmd.arg(lock_key);
-    }
-    cmd.arg("release");
-    for (_, token, mode) in locks {
-        cmd.arg(token).arg(mode);
-    }
-    cmd
-}
-
-/// The [`RELEASE_LUA`] mode of one release: keep for `keep_ms` (minimum hold time), else delete, and
-/// with `publish` publish the release notice even without the waiter mark.
+/// The release mode of one release (see `release_one` in [`RELEASE_LUA`]): keep for `keep_ms` (minimum
+/// hold time), else delete, and with `publish` publish the release notice even without the waiter mark.
 pub(crate) fn release_mode(keep_ms: u64, publish: bool) -> i64 {
     match (keep_ms, publish) {
         (0, false) => 0,
@@ -635,99 +620,17 @@ pub(crate) fn release_codes(
     Ok(codes.into_iter().map(Released::from_code).collect())
 }
 
-impl Batching {
-    /// Acquire `locks` (lock key, token, TTL, all under `prefix`) in one script call: one answer per lock.
-    async fn acquire_many<'r>(
-        &self,
-        prefix: &str,
-        n: usize,
-        locks: impl Iterator<Item = (&'r str, &'r str, Duration)> + Clone,
-    ) -> Result<Vec<redis::Value>, BackendError> {
-        let cmd = acquire_cmd(prefix, n, locks);
-        let answers: Vec<redis::Value> =
-            eval_on(&self.conn, self.timeout, &ACQUIRE_MANY, &cmd).await?;
-        if answers.len() != n {
-            return Err(BackendError::other(format!(
-                "acquire answered {} values for {n} locks",
-                answers.len()
-            )));
-        }
-        Ok(answers)
-    }
-
-    /// Release `locks` (lock key, token, mode) in one script call: one answer per lock.
-    async fn release_many<'r>(
-        &self,
-        n: usize,
-        locks: impl Iterator<Item = (&'r str, &'r str, i64)> + Clone,
-    ) -> Result<Vec<Released>, BackendError> {
-        let cmd = release_cmd(n, locks);
-        release_codes(eval_on(&self.conn, self.timeout, &RELEASE, &cmd).await, n)
-    }
-
-    /// Send queued acquires, batch after batch, until the queue is empty (then free the slot). Each
-    /// prefix has its own fence counter, so locks under different prefixes go in separate calls.
-    async fn run_acquires(self: Arc<Self>, mut reqs: Vec<AcquireReq>) {
-        loop {
-            while !reqs.is_empty() {
-                let prefix = prefix_of(&reqs[0].lock_key).to_owned();
-                let others: Vec<AcquireReq> = reqs
-                    .extract_if(.., |r| prefix_of(&r.lock_key) != prefix)
-                    .collect();
-                self.answer_acquires(&prefix, std::mem::take(&mut reqs))
-                    .await;
-                reqs = others;
-            }
-            match self.acquire.next() {
-                Some(next) => reqs = next,
-                None => return,
-            }
-        }
-    }
-
-    /// Send one call for `reqs` (all under `prefix`) and answer each caller.
-    async fn answer_acquires(&self, prefix: &str, reqs: Vec<AcquireReq>) {
-        let locks = reqs
-            .iter()
-            .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.ttl));
-        let answers = self.acquire_many(prefix, reqs.len(), locks).await;
-        for (i, r) in reqs.into_iter().enumerate() {
-            let outcome = match &answers {
-                Err(e) => Err(e.clone()),
-                Ok(v) => acquire_answer(&v[i], r.ttl),
-            };
-            let granted = matches!(outcome, Ok(Acquired::Granted { .. }));
-            if r.tx.send(outcome).is_err() && granted {
-                // The caller went away (cancelled, or its wait timed out): give the lock back, and
-                // tell any waiter.
-                let lock = (r.lock_key.as_str(), r.token.as_str(), release_mode(0, true));
-                let _ = self.release_many(1, std::iter::once(lock)).await;
-            }
-        }
-    }
-
-    /// Send queued releases, batch after batch, until the queue is empty (then free the slot).
-    async fn run_releases(self: Arc<Self>, mut reqs: Vec<ReleaseReq>) {
-        loop {
-            let locks = reqs
-                .iter()
-                .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.mode));
-            let answers = self.release_many(reqs.len(), locks).await;
-            for (i, r) in reqs.drain(..).enumerate() {
-                let _ = r.tx.send(match &answers {
-                    Err(e) => Err(e.clone()),
-                    Ok(codes) => Ok(codes[i]),
-                });
-            }
-            match self.release.next() {
-                Some(next) => reqs = next,
-                None => return,
-            }
-        }
+/// One release's answer in an [`OPS_LUA`] reply.
+fn release_answer(answer: &redis::Value) -> Result<Released, BackendError> {
+    match answer {
+        redis::Value::Int(code) => Ok(Released::from_code(*code)),
+        other => Err(BackendError::other(format!(
+            "unexpected release reply {other:?}"
+        ))),
     }
 }
 
-/// One lock's answer in an [`ACQUIRE_MANY_LUA`] reply.
+/// One acquire's answer in an [`OPS_LUA`] reply.
 fn acquire_answer(answer: &redis::Value, ttl: Duration) -> Result<Acquired, BackendError> {
     use redis::Value;
     let text = match answer {
@@ -763,6 +666,133 @@ fn acquire_answer(answer: &redis::Value, ttl: Duration) -> Result<Acquired, Back
     }
 }
 
+impl Batching {
+    /// One [`OPS_LUA`] call: release `releases`, then acquire `acquires` (all under `prefix`). One
+    /// answer per operation, releases first.
+    async fn call<'r>(
+        &self,
+        prefix: &str,
+        releases: &[ReleaseItem<'r>],
+        acquires: &[AcquireItem<'r>],
+    ) -> Result<Vec<redis::Value>, BackendError> {
+        let n = releases.len() + acquires.len();
+        let mut cmd = evalsha(&OPS, n + 1);
+        cmd.arg(counter_key(prefix));
+        for (lock_key, _, _) in releases {
+            cmd.arg(*lock_key);
+        }
+        for (lock_key, _, _) in acquires {
+            cmd.arg(*lock_key);
+        }
+        cmd.arg(releases.len());
+        for (_, token, mode) in releases {
+            cmd.arg(*token).arg(*mode);
+        }
+        for (_, token, ttl) in acquires {
+            cmd.arg(*token).arg(ms(*ttl));
+        }
+        let answers: Vec<redis::Value> = eval_on(&self.conn, self.timeout, &OPS, &cmd).await?;
+        if answers.len() != n {
+            return Err(BackendError::other(format!(
+                "the lock script answered {} values for {n} operations",
+                answers.len()
+            )));
+        }
+        Ok(answers)
+    }
+
+    /// Send queued operations, call after call, until the queue is empty (then free the slot).
+    async fn run_queued(self: Arc<Self>, mut ops: Vec<Op>) {
+        loop {
+            self.send(std::mem::take(&mut ops)).await;
+            match self.ops.next() {
+                Some(next) => ops = next,
+                None => return,
+            }
+        }
+    }
+
+    /// Send `ops` and answer each caller: the releases with the acquires of the first acquire's prefix
+    /// in one call (each prefix has its own fence counter, so acquires under other prefixes, which
+    /// are rare, go in calls of their own).
+    async fn send(&self, ops: Vec<Op>) {
+        let mut releases = Vec::new();
+        let mut acquires = Vec::new();
+        for op in ops {
+            match op {
+                Op::Acquire(a) => acquires.push(a),
+                Op::Release(r) => releases.push(r),
+            }
+        }
+        while !releases.is_empty() || !acquires.is_empty() {
+            let prefix = acquires
+                .first()
+                .map(|a| prefix_of(&a.lock_key))
+                .or_else(|| releases.first().map(|r| prefix_of(&r.lock_key)))
+                .unwrap_or_default()
+                .to_owned();
+            let others: Vec<AcquireReq> = acquires
+                .extract_if(.., |a| prefix_of(&a.lock_key) != prefix)
+                .collect();
+            let gone = self
+                .answer(
+                    &prefix,
+                    std::mem::take(&mut releases),
+                    std::mem::take(&mut acquires),
+                )
+                .await;
+            // Grants whose caller went away (cancelled, or its wait timed out) are given back, telling
+            // any waiter.
+            releases = gone;
+            acquires = others;
+        }
+    }
+
+    /// One call for `releases` and `acquires` (all under `prefix`); answer each caller. Returns the
+    /// releases of grants whose caller went away.
+    async fn answer(
+        &self,
+        prefix: &str,
+        releases: Vec<ReleaseReq>,
+        acquires: Vec<AcquireReq>,
+    ) -> Vec<ReleaseReq> {
+        let rel: Vec<ReleaseItem<'_>> = releases
+            .iter()
+            .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.mode))
+            .collect();
+        let acq: Vec<AcquireItem<'_>> = acquires
+            .iter()
+            .map(|a| (a.lock_key.as_str(), a.token.as_str(), a.ttl))
+            .collect();
+        let answers = self.call(prefix, &rel, &acq).await;
+        let nr = releases.len();
+        for (i, r) in releases.into_iter().enumerate() {
+            let _ = r.tx.send(match &answers {
+                Err(e) => Err(e.clone()),
+                Ok(v) => release_answer(&v[i]),
+            });
+        }
+        let mut gone = Vec::new();
+        for (i, a) in acquires.into_iter().enumerate() {
+            let outcome = match &answers {
+                Err(e) => Err(e.clone()),
+                Ok(v) => acquire_answer(&v[nr + i], a.ttl),
+            };
+            let granted = matches!(outcome, Ok(Acquired::Granted { .. }));
+            if a.tx.send(outcome).is_err() && granted {
+                let (tx, _) = oneshot::channel();
+                gone.push(ReleaseReq {
+                    lock_key: a.lock_key,
+                    token: a.token,
+                    mode: release_mode(0, true),
+                    tx,
+                });
+            }
+        }
+        gone
+    }
+}
+
 /// A queued call's answer, or "unavailable" when none came within `timeout`.
 async fn queued_answer<T>(
     rx: oneshot::Receiver<Result<T, BackendError>>,
@@ -789,24 +819,23 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Acquired, BackendError>> {
         Box::pin(async move {
-            let queued = self.batch.acquire.enter(|tx| AcquireReq {
-                lock_key: name.lock_key.clone(),
-                token: token.to_owned(),
-                ttl,
-                tx,
+            let queued = self.batch.ops.enter(|tx| {
+                Op::Acquire(AcquireReq {
+                    lock_key: name.lock_key.clone(),
+                    token: token.to_owned(),
+                    ttl,
+                    tx,
+                })
             });
             if let Some(rx) = queued {
                 return queued_answer(rx, self.timeout).await;
             }
             let _slot = SlotGuard {
                 batch: self.batch.clone(),
-                acquire: true,
             };
+            let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, ttl);
-            let answers = self
-                .batch
-                .acquire_many(prefix_of(&name.lock_key), 1, std::iter::once(lock))
-                .await?;
+            let answers = self.batch.call(prefix, &[], &[lock]).await?;
             acquire_answer(&answers[0], ttl)
         })
     }
@@ -859,22 +888,24 @@ impl Backend for RedisBackend {
             // Waiters of other clients mark the lock when they find it busy; this client's own waiters
             // may instead queue behind each other without asking, so they are told by a forced notice.
             let mode = release_mode(keep, self.hub.is_watched(&name.channel));
-            let queued = self.batch.release.enter(|tx| ReleaseReq {
-                lock_key: name.lock_key.clone(),
-                token: token.to_owned(),
-                mode,
-                tx,
+            let queued = self.batch.ops.enter(|tx| {
+                Op::Release(ReleaseReq {
+                    lock_key: name.lock_key.clone(),
+                    token: token.to_owned(),
+                    mode,
+                    tx,
+                })
             });
             if let Some(rx) = queued {
                 return queued_answer(rx, self.timeout).await;
             }
             let _slot = SlotGuard {
                 batch: self.batch.clone(),
-                acquire: false,
             };
+            let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, mode);
-            let codes = self.batch.release_many(1, std::iter::once(lock)).await?;
-            Ok(codes[0])
+            let answers = self.batch.call(prefix, &[lock], &[]).await?;
+            release_answer(&answers[0])
         })
     }
 

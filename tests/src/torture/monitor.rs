@@ -475,6 +475,86 @@ fn record_grant(st: &mut State, lock: &str, token: String, fence: u64, ts: u64) 
     st.token_of.insert((lock.to_owned(), fence), token);
 }
 
+/// The acquire part of a single-node script call: per lock `SET lock token NX PX ttl GET`; a busy lock
+/// is followed by PTTL (+ APPEND of the waiter mark), a wrong type by TYPE. Then, when any was granted,
+/// TIME and `SET counter last GET` (maybe `SET counter last` again): the granted locks get fences
+/// last - granted + 1 ..= last in order. A bad counter gives every grant back (DEL). A SET that the
+/// server refused (OOM) is not in the trace at all.
+fn follow_acquires(
+    st: &mut State,
+    counter: &str,
+    locks: &[String],
+    tokens: &[&String],
+    lua: &[Vec<String>],
+    ts: u64,
+) {
+    let mut granted: Vec<usize> = Vec::new();
+    let mut last: Option<u64> = None;
+    let mut current: Option<usize> = None;
+    for c in lua {
+        let is = |name: &str| eq(&c[0], name);
+        if is("SET") && c.len() >= 3 && c.iter().any(|a| eq(a, "NX")) {
+            current = (0..locks.len()).find(|&i| locks[i] == c[1] && *tokens[i] == c[2]);
+            if let Some(i) = current {
+                granted.push(i);
+            }
+        } else if (is("PTTL") || is("TYPE")) && c.get(1).is_some_and(|k| k != counter) {
+            if let Some(i) = current.take() {
+                granted.retain(|&j| j != i);
+            }
+        } else if is("SET") && c.get(1).is_some_and(|k| k == counter) {
+            current = None;
+            last = c.get(2).and_then(|v| v.parse::<u64>().ok());
+        } else if is("DEL") {
+            granted.retain(|&j| c.get(1) != Some(&locks[j]));
+        }
+    }
+    st.stats.busy += (locks.len() - granted.len()) as u64;
+    match last {
+        Some(last) => {
+            let first = (last + 1).saturating_sub(granted.len() as u64);
+            for (rank, i) in granted.into_iter().enumerate() {
+                record_grant(st, &locks[i], tokens[i].clone(), first + rank as u64, ts);
+            }
+        }
+        None => st.stats.busy += granted.len() as u64,
+    }
+}
+
+/// The release part of a script call: per lock (in order) GET, then DEL (+ PUBLISH when someone
+/// waits) or PEXPIRE (minimum hold) if ours.
+fn follow_releases(
+    st: &mut State,
+    locks: &[String],
+    tokens: &[&String],
+    lua: &[Vec<String>],
+    ts: u64,
+) {
+    st.stats.releases += locks.len() as u64;
+    let mut current: Option<usize> = None;
+    let mut next = 0usize;
+    for c in lua {
+        if eq(&c[0], "GET") {
+            current = Some(next);
+            next += 1;
+            continue;
+        }
+        let Some(i) = current else { continue };
+        let (Some(lock), Some(token)) = (locks.get(i), tokens.get(i)) else {
+            continue;
+        };
+        let (lock, token) = (lock.clone(), (*token).clone());
+        if eq(&c[0], "DEL") && c.get(1) == Some(&lock) {
+            touch(st, &lock, &token, "release (DEL)", ts);
+            st.owners.insert(lock.clone(), Owner::Free);
+            st.deleted_tokens.insert(token);
+            st.stats.releases_deleted += 1;
+        } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
+            touch(st, &lock, &token, "release (PEXPIRE)", ts);
+        }
+    }
+}
+
 /// Process the pending script group, if any.
 fn finalize(st: &mut State, prefix: &str, quiet: u64) {
     let Some(g) = st.pending.take() else {
@@ -504,80 +584,38 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
         }
     }
     match (nkeys, argv.len()) {
-        (n, a) if n >= 2 && a == 2 * (n - 1) && keys[0].ends_with(":fence") => {
-            // Acquire (one or many locks): KEYS = the prefix's fence counter, then the locks; ARGV =
-            // token, ttl per lock. Per lock `SET lock token NX PX ttl GET`; a busy lock is followed by
-            // PTTL (+ APPEND of the waiter mark), a wrong type by TYPE. Then, when any was granted,
-            // TIME and `SET counter last GET` (maybe `SET counter last` again): the granted locks get
-            // fences last - granted + 1 ..= last in order. A bad counter gives every grant back (DEL).
-            // A SET that the server refused (OOM) is not in the trace at all.
-            let locks = &keys[1..];
-            let mut granted: Vec<usize> = Vec::new();
-            let mut last: Option<u64> = None;
-            let mut current: Option<usize> = None;
-            for c in &g.lua {
-                let is = |name: &str| eq(&c[0], name);
-                if is("SET") && c.len() >= 3 && c.iter().any(|a| eq(a, "NX")) {
-                    current = (0..locks.len())
-                        .find(|&i| locks[i] == c[1] && argv.get(2 * i) == Some(&c[2]));
-                    if let Some(i) = current {
-                        granted.push(i);
-                    }
-                } else if (is("PTTL") || is("TYPE")) && c.get(1).is_some_and(|k| k != &keys[0]) {
-                    if let Some(i) = current.take() {
-                        granted.retain(|&j| j != i);
-                    }
-                } else if is("SET") && c.get(1) == Some(&keys[0]) {
-                    current = None;
-                    last = c.get(2).and_then(|v| v.parse::<u64>().ok());
-                } else if is("DEL") {
-                    granted.retain(|&j| c.get(1) != Some(&locks[j]));
-                }
+        (n, a) if n >= 1 && a == 2 * n - 1 && keys[0].ends_with(":fence") => {
+            // The single-node script: KEYS = the fence counter, the locks to release, the locks to
+            // acquire; ARGV = the number of releases, token and mode per release, token and ttl per
+            // acquire. The releases run first (they never `SET NX`), then the acquires.
+            let Ok(nr) = argv[0].parse::<usize>() else {
+                return;
+            };
+            if nr > n - 1 {
+                return;
             }
-            let busy = locks.len() - granted.len();
-            st.stats.busy += busy as u64;
-            if let Some(last) = last {
-                let first = (last + 1).saturating_sub(granted.len() as u64);
-                for (rank, i) in granted.into_iter().enumerate() {
-                    record_grant(
-                        st,
-                        &locks[i],
-                        argv[2 * i].clone(),
-                        first + rank as u64,
-                        g.ts,
-                    );
-                }
-            } else {
-                st.stats.busy += granted.len() as u64;
-            }
+            let split = g
+                .lua
+                .iter()
+                .position(|c| eq(&c[0], "SET") && c.iter().any(|a| eq(a, "NX")))
+                .unwrap_or(g.lua.len());
+            let rel_tokens: Vec<&String> = (0..nr).map(|i| &argv[1 + 2 * i]).collect();
+            follow_releases(st, &keys[1..1 + nr], &rel_tokens, &g.lua[..split], g.ts);
+            let acq_tokens: Vec<&String> =
+                (0..n - 1 - nr).map(|i| &argv[1 + 2 * nr + 2 * i]).collect();
+            follow_acquires(
+                st,
+                &keys[0],
+                &keys[1 + nr..],
+                &acq_tokens,
+                &g.lua[split..],
+                g.ts,
+            );
         }
         (n, a) if a == 2 * n + 1 && eq(&argv[0], "release") => {
-            // Release (one or many locks): KEYS = the locks; ARGV = `release`, then token, mode per
-            // lock. Per lock (in order) GET, then DEL (+ PUBLISH when someone waits) or PEXPIRE
-            // (minimum hold) if ours.
-            st.stats.releases += n as u64;
-            let mut current: Option<usize> = None;
-            let mut next = 0usize;
-            for c in &g.lua {
-                if eq(&c[0], "GET") {
-                    current = Some(next);
-                    next += 1;
-                    continue;
-                }
-                let Some(i) = current else { continue };
-                let (Some(lock), Some(token)) = (keys.get(i), argv.get(1 + 2 * i)) else {
-                    continue;
-                };
-                let (lock, token) = (lock.clone(), token.clone());
-                if eq(&c[0], "DEL") && c.get(1) == Some(&lock) {
-                    touch(st, &lock, &token, "release (DEL)", g.ts);
-                    st.owners.insert(lock.clone(), Owner::Free);
-                    st.deleted_tokens.insert(token);
-                    st.stats.releases_deleted += 1;
-                } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
-                    touch(st, &lock, &token, "release (PEXPIRE)", g.ts);
-                }
-            }
+            // Release (Cluster, Redlock): KEYS = the locks; ARGV = `release`, then token, mode per lock.
+            let tokens: Vec<&String> = (0..n).map(|i| &argv[1 + 2 * i]).collect();
+            follow_releases(st, keys, &tokens, &g.lua, g.ts);
         }
         (n, a) if a == 2 * n => {
             // Renewal batch: for each lease GET, then PEXPIRE if it is still ours.
@@ -652,14 +690,14 @@ mod tests {
         feed(
             &mut st,
             &[
-                r#"1.0 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{a}" "t:{b}" "tok1" "500" "tok2" "500""#,
+                r#"1.0 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{a}" "t:{b}" "0" "tok1" "500" "tok2" "500""#,
                 r#"1.01 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500" "GET""#,
                 r#"1.02 [0 lua] "SET" "t:{b}" "tok2" "NX" "PX" "500" "GET""#,
                 r#"1.03 [0 lua] "PTTL" "t:{b}""#,
                 r#"1.04 [0 lua] "APPEND" "t:{b}" "*""#,
                 r#"1.05 [0 lua] "TIME""#,
                 r#"1.06 [0 lua] "SET" "t:fence" "7" "GET""#,
-                r#"1.1 [0 c:1] "EVALSHA" "n" "2" "t:{a}" "t:{b}" "release" "tok1" "0" "tok2" "0""#,
+                r#"1.1 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{a}" "t:{b}" "2" "tok1" "0" "tok2" "0""#,
                 r#"1.11 [0 lua] "GET" "t:{a}""#,
                 r#"1.12 [0 lua] "DEL" "t:{a}""#,
                 r#"1.13 [0 lua] "GET" "t:{b}""#,
@@ -676,13 +714,13 @@ mod tests {
         feed(
             &mut st,
             &[
-                r#"2.0 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{c}" "t:{d}" "tok5" "500" "tok6" "500""#,
+                r#"2.0 [0 c:1] "EVALSHA" "m" "3" "t:fence" "t:{c}" "t:{d}" "0" "tok5" "500" "tok6" "500""#,
                 r#"2.01 [0 lua] "SET" "t:{c}" "tok5" "NX" "PX" "500" "GET""#,
                 r#"2.02 [0 lua] "SET" "t:{d}" "tok6" "NX" "PX" "500" "GET""#,
                 r#"2.03 [0 lua] "TIME""#,
                 r#"2.04 [0 lua] "SET" "t:fence" "5" "GET""#,
                 r#"2.05 [0 lua] "SET" "t:fence" "9""#,
-                r#"2.1 [0 c:2] "EVALSHA" "n" "2" "t:{x}" "t:{c}" "release" "tok8" "0" "tok7" "-1""#,
+                r#"2.1 [0 c:2] "EVALSHA" "m" "3" "t:fence" "t:{x}" "t:{c}" "2" "tok8" "0" "tok7" "-1""#,
                 r#"2.11 [0 lua] "GET" "t:{x}""#,
                 r#"2.12 [0 lua] "GET" "t:{c}""#,
                 r#"2.13 [0 lua] "DEL" "t:{c}""#,
@@ -696,7 +734,7 @@ mod tests {
         feed(
             &mut st,
             &[
-                r#"3.0 [0 c:1] "EVALSHA" "m" "2" "t:fence" "t:{e}" "tok9" "500""#,
+                r#"3.0 [0 c:1] "EVALSHA" "m" "2" "t:fence" "t:{e}" "0" "tok9" "500""#,
                 r#"3.01 [0 lua] "SET" "t:{e}" "tok9" "NX" "PX" "500" "GET""#,
                 r#"3.02 [0 lua] "TIME""#,
                 r#"3.03 [0 lua] "TYPE" "t:fence""#,
@@ -707,12 +745,42 @@ mod tests {
     }
 
     #[test]
+    fn follows_a_release_and_an_acquire_in_one_call() {
+        let mut st = State::default();
+        feed(
+            &mut st,
+            &[
+                r#"1.0 [0 c:1] "EVALSHA" "m" "2" "t:fence" "t:{a}" "0" "tok1" "500""#,
+                r#"1.01 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500" "GET""#,
+                r#"1.02 [0 lua] "TIME""#,
+                r#"1.03 [0 lua] "SET" "t:fence" "7" "GET""#,
+                // One call: tok1 releases a (marked by a waiter), tok2 takes it, tok3 finds b busy.
+                r#"2.0 [0 c:1] "EVALSHA" "m" "4" "t:fence" "t:{a}" "t:{a}" "t:{b}" "1" "tok1" "0" "tok2" "500" "tok3" "500""#,
+                r#"2.01 [0 lua] "GET" "t:{a}""#,
+                r#"2.02 [0 lua] "DEL" "t:{a}""#,
+                r#"2.03 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
+                r#"2.04 [0 lua] "SET" "t:{a}" "tok2" "NX" "PX" "500" "GET""#,
+                r#"2.05 [0 lua] "SET" "t:{b}" "tok3" "NX" "PX" "500" "GET""#,
+                r#"2.06 [0 lua] "PTTL" "t:{b}""#,
+                r#"2.07 [0 lua] "TIME""#,
+                r#"2.08 [0 lua] "SET" "t:fence" "8" "GET""#,
+            ],
+        );
+        assert_eq!(st.stats.grants, 2, "{:?}", st.stats);
+        assert_eq!(st.stats.busy, 1);
+        assert_eq!(st.stats.releases_deleted, 1);
+        assert_eq!(st.stats.foreign_touches, 0, "{:?}", st.stats);
+        assert_eq!(st.last_fence.get("t:{a}"), Some(&8));
+        assert_eq!(owner(&st, "t:{a}"), Owner::Token("tok2".into()));
+    }
+
+    #[test]
     fn detects_a_renewal_of_someone_elses_lock() {
         let mut st = State::default();
         feed(
             &mut st,
             &[
-                r#"1.000001 [0 c:1] "EVALSHA" "s" "2" "t:fence" "t:{a}" "tok1" "500""#,
+                r#"1.000001 [0 c:1] "EVALSHA" "m" "2" "t:fence" "t:{a}" "0" "tok1" "500""#,
                 r#"1.000003 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500" "GET""#,
                 r#"1.000004 [0 lua] "TIME""#,
                 r#"1.000005 [0 lua] "SET" "t:fence" "7" "GET""#,
@@ -735,7 +803,7 @@ mod tests {
                 r#"1.5 [0 lua] "GET" "t:{a}""#,
                 r#"1.6 [0 lua] "DEL" "t:{a}""#,
                 r#"1.7 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
-                r#"1.8 [0 c:3] "EVALSHA" "s" "2" "t:fence" "t:{a}" "tok3" "500""#,
+                r#"1.8 [0 c:3] "EVALSHA" "m" "2" "t:fence" "t:{a}" "0" "tok3" "500""#,
                 r#"1.81 [0 lua] "SET" "t:{a}" "tok3" "NX" "PX" "500" "GET""#,
                 r#"1.82 [0 lua] "TIME""#,
                 r#"1.83 [0 lua] "SET" "t:fence" "7" "GET""#,
