@@ -33,6 +33,7 @@ struct Config {
     s1_ops: usize,
     s2_callers: Vec<usize>,
     s2_time: Duration,
+    s2_rounds: usize,
     /// (callers, acquisitions)
     s3: Vec<(usize, usize)>,
     s3_rounds: usize,
@@ -55,7 +56,8 @@ impl Config {
             rounds: 3,
             s1_ops: 3000,
             s2_callers: vec![64, 256],
-            s2_time: Duration::from_secs(2),
+            s2_time: Duration::from_millis(1500),
+            s2_rounds: 5,
             s3: vec![(8, 400), (64, 640)],
             s3_rounds: 2,
             s3_cap: Duration::from_secs(12),
@@ -78,6 +80,7 @@ impl Config {
             s1_ops: 300,
             s2_callers: vec![64, 256],
             s2_time: Duration::from_millis(300),
+            s2_rounds: 1,
             s3: vec![(8, 48), (64, 128)],
             s3_rounds: 1,
             s3_cap: Duration::from_secs(3),
@@ -115,6 +118,7 @@ fn parse_args(args: &[String]) -> Res<Config> {
                     .filter(|n| *n > 0)
                     .ok_or_else(usage)?;
                 cfg.rounds = n;
+                cfg.s2_rounds = n;
                 cfg.s3_rounds = n;
             }
             "--only" => {
@@ -334,49 +338,63 @@ async fn run(cfg: Config) -> Res<()> {
 // Scenario 1: uncontended acquire + release, one caller, serial.
 
 async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
+    // The machine's speed drifts over seconds (a shared VM), so the contenders take turns in small
+    // blocks of operations, and each lockattr block is compared with the floor block next to it.
+    let blocks = (cfg.rounds * 10).max(1);
+    let per_block = (cfg.s1_ops / 10).max(10);
+    let mut conns = Vec::new();
+    for &k in &cfg.contenders {
+        let c = Contender::connect(k, url, TTL).await?;
+        let key = format!("s1:{}", k.id());
+        for _ in 0..per_block + 20 {
+            c.acquire_release(&key).await?;
+        }
+        conns.push((k, c, key));
+    }
     let mut pooled: HashMap<Kind, Samples> = HashMap::new();
-    let mut round_p50: HashMap<Kind, Vec<f64>> = HashMap::new();
-    for round in 0..cfg.rounds {
-        for k in rotated(&cfg.contenders, round) {
-            let c = Contender::connect(k, url, TTL).await?;
-            let key = format!("s1:{round}:{}", k.id());
-            for _ in 0..cfg.s1_ops / 10 + 20 {
-                c.acquire_release(&key).await?;
-            }
+    let mut block_p50: HashMap<Kind, Vec<f64>> = HashMap::new();
+    for block in 0..blocks {
+        let n = conns.len();
+        for i in 0..n {
+            let (k, c, key) = &conns[(i + block) % n];
             let mut s = Samples::new();
-            for _ in 0..cfg.s1_ops {
+            for _ in 0..per_block {
                 let t = Instant::now();
-                c.acquire_release(&key).await?;
+                c.acquire_release(key).await?;
                 s.push(t.elapsed());
             }
-            round_p50
-                .entry(k)
+            block_p50
+                .entry(*k)
                 .or_default()
                 .push(s.p50().as_nanos() as f64 / 1e3);
-            pooled.entry(k).or_default().extend(&s);
+            pooled.entry(*k).or_default().extend(&s);
         }
     }
     println!(
-        "## S1 uncontended acquire + release, one caller, serial ({} rounds × {} ops per contender, interleaved)",
-        cfg.rounds, cfg.s1_ops
+        "## S1 uncontended acquire + release, one caller, serial ({blocks} blocks × {per_block} ops per contender, interleaved)"
     );
     println!();
-    println!("| contender | p50 | p99 | p50 per round (min–max) | p50 / floor |");
-    println!("|---|---|---|---|---|");
+    println!("| contender | p50 | p99 | p50 per block (min–max) | p50 / floor (pooled) | p50 / floor (median of block pairs) |");
+    println!("|---|---|---|---|---|---|");
     let floor = pooled.get_mut(&Kind::Floor).map(|s| s.p50());
+    let floor_blocks = block_p50.get(&Kind::Floor).cloned();
     for k in &cfg.contenders {
         let Some(s) = pooled.get_mut(k) else { continue };
         let p50 = s.p50();
         let ratio = floor.map(|f| p50.as_secs_f64() / f.as_secs_f64());
+        let paired = floor_blocks
+            .as_ref()
+            .map(|f| paired_ratio(&block_p50[k], f));
         println!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             k.name(),
             fmt_dur(p50),
             fmt_dur(s.p99()),
-            spread(&round_p50[k], fmt_us),
-            ratio.map_or("-".into(), |r| format!("{r:.2}×"))
+            spread(&block_p50[k], fmt_us),
+            ratio.map_or("-".into(), |r| format!("{r:.2}×")),
+            paired.map_or("-".into(), |r| format!("{r:.3}×")),
         );
-        if let (Some(r), true) = (ratio, k.is_lockattr()) {
+        if let (Some(r), true) = (paired, k.is_lockattr()) {
             report.check(
                 "S1",
                 format!("{}: p50 ≤ 1.05 × floor", k.name()),
@@ -389,13 +407,19 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
     Ok(())
 }
 
+/// The median of the ratios `mine[i] / floor[i]` of measurements taken next to each other.
+fn paired_ratio(mine: &[f64], floor: &[f64]) -> f64 {
+    let ratios: Vec<f64> = mine.iter().zip(floor).map(|(m, f)| m / f).collect();
+    median(&ratios)
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Scenario 2: throughput with many concurrent callers on distinct keys.
 
 async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
     println!(
-        "## S2 throughput, concurrent callers on distinct keys ({} rounds × {:.1} s per contender and size, interleaved)",
-        cfg.rounds,
+        "## S2 throughput, concurrent callers on distinct keys ({} rounds × {:.1} s per contender and size, interleaved; ratios: median of per-round ratios)",
+        cfg.s2_rounds,
         cfg.s2_time.as_secs_f64()
     );
     println!();
@@ -406,7 +430,7 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
         let mut lat: HashMap<Kind, Samples> = HashMap::new();
         let mut cpu: HashMap<Kind, (f64, f64, f64, f64, f64)> = HashMap::new();
         let mut info = raw_conn(url).await?;
-        for round in 0..cfg.rounds {
+        for round in 0..cfg.s2_rounds {
             for k in rotated(&cfg.contenders, round) {
                 let c = Arc::new(Contender::connect(k, url, TTL).await?);
                 let before = redis_info::snapshot(&mut info)
@@ -435,14 +459,16 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
                 lat.entry(k).or_default().extend(&s);
             }
         }
-        let floor = rates.get(&Kind::Floor).map(|r| median(r));
-        let rs = rates.get(&Kind::Rslock).map(|r| median(r));
+        // Ratios: the median over rounds of this round's rate against the same round's floor (or
+        // rslock), so a drift of the machine's speed between rounds cancels out.
+        let floor = rates.get(&Kind::Floor).cloned();
+        let rs = rates.get(&Kind::Rslock).cloned();
         for k in &cfg.contenders {
             let Some(r) = rates.get(k) else { continue };
             let m = median(r);
             let s = lat.get_mut(k).expect("samples");
-            let vs_floor = floor.map(|f| m / f);
-            let vs_rs = rs.map(|f| m / f);
+            let vs_floor = floor.as_ref().map(|f| paired_ratio(r, f));
+            let vs_rs = rs.as_ref().map(|f| paired_ratio(r, f));
             let (ccpu, rcpu, ops, rexec, reqs) = cpu[k];
             println!(
                 "| {} | {callers} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
