@@ -1,12 +1,13 @@
 //! Lock keys: how a key is validated, how template arguments are escaped, and the Redis names derived
 //! from it.
 //!
-//! A lock key `K` of a client with prefix `P` lives at the Redis key `P:{K}`. Its fencing counter lives at
-//! `P:{K}:fence` and its release notices are published on the channel `P:{K}:released`. The braces are a
-//! Redis Cluster hash tag (Redis hashes what lies between the first `{` and the next `}`), so the lock,
-//! its counter and its channel always share one hash slot; a key may therefore not start with `}`, which
-//! would leave the tag empty. Lock names always end in `}` and counter names in `:fence`, so no key can
-//! ever name another key's counter.
+//! A lock key `K` of a client with prefix `P` lives at the Redis key `P:{K}` and its release notices are
+//! published on the channel `P:{K}:released`. Its fencing counter is `P:{K}:fence` on Redis Cluster and
+//! Redlock; a single node (and Sentinel) keeps one counter for the whole prefix, `P:fence`. The braces
+//! are a Redis Cluster hash tag (Redis hashes what lies between the first `{` and the next `}`), so the
+//! lock, its counter and its channel always share one hash slot; a key may therefore not start with `}`,
+//! which would leave the tag empty. Lock names always end in `}` and counter names in `:fence`, so no
+//! key can ever name another key's counter.
 //!
 //! Keys rendered by `#[distributed_lock(key = "...")]` escape every argument value with
 //! [`escape_component`]: `%` becomes `%25`, `:` becomes `%3A`, `{` becomes `%7B` and `}` becomes `%7D`
@@ -167,7 +168,8 @@ pub struct LockName {
     pub key: String,
     /// Where the lock lives: `prefix:{key}`.
     pub lock_key: String,
-    /// Where the fencing counter lives: `prefix:{key}:fence`.
+    /// Where the fencing counter lives on Redis Cluster and Redlock: `prefix:{key}:fence` (a single
+    /// node keeps one counter per prefix, `prefix:fence`).
     pub fence_key: String,
     /// Where release notices are published: `prefix:{key}:released`.
     pub channel: String,

@@ -1,9 +1,12 @@
 //! The Redis single-node backend.
 //!
-//! One multiplexed, auto-reconnecting connection carries every command (acquire, batched renewals,
-//! release); one more connection, owned by a background task, carries release notices for every waiter of
-//! the client. All three operations are Lua scripts, so each is one atomic round trip; `EVALSHA` falls back
-//! to loading the script when the server answers `NOSCRIPT` (after a restart or `SCRIPT FLUSH`).
+//! One multiplexed, auto-reconnecting connection carries every command (acquires, releases, batched
+//! renewals); one more connection, owned by a background task, carries release notices for every waiter
+//! of the client. Acquires and releases run in one Lua script (`OPS_LUA`) and renewals in another, so
+//! each call is one atomic round trip. Concurrent acquires and releases are coalesced (see
+//! `Coalescer`): under load one call carries the releases and acquires of many callers. `EVALSHA`
+//! falls back to loading the script when the server answers `NOSCRIPT` (after a restart or `SCRIPT
+//! FLUSH`).
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
