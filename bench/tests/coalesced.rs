@@ -11,10 +11,11 @@ use lockattr_runtime::{LockClient, LockError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
-    if !lockattr_runtime::testing::redis_server_available() {
-        eprintln!("skipping: redis-server is not installed");
-        return;
-    }
+    assert!(
+        lockattr_runtime::testing::redis_server_available(),
+        "redis-server is not installed: run `bash scripts/test` (it installs it) or set \
+         LOCKATTR_REDIS_SERVER to a redis-server binary"
+    );
     let server = RedisServer::spawn();
     let client = LockClient::builder()
         .url(server.url())
@@ -86,4 +87,83 @@ async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
         "a lock was left behind"
     );
     assert_eq!(server.cli(&["EXISTS", "co:{own:1}"]), "0");
+}
+
+/// Two clients with different prefixes share one backend, so their concurrent operations meet in the
+/// same coalesced calls: each prefix keeps its own fence counter (`prefix:fence`), which ends at the
+/// highest fence issued under it, fences increase per key, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_sharing_a_backend_keep_their_own_counters() {
+    assert!(
+        lockattr_runtime::testing::redis_server_available(),
+        "redis-server is not installed: run `bash scripts/test` (it installs it) or set \
+         LOCKATTR_REDIS_SERVER to a redis-server binary"
+    );
+    let server = RedisServer::spawn();
+    let first = LockClient::builder()
+        .url(server.url())
+        .prefix("pa")
+        .connect()
+        .await
+        .unwrap();
+    let second = LockClient::builder()
+        .backend(first.backend().clone())
+        .prefix("pb")
+        .connect()
+        .await
+        .unwrap();
+    let fences: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for t in 0..128usize {
+        let (client, prefix) = if t % 2 == 0 {
+            (first.clone(), "pa")
+        } else {
+            (second.clone(), "pb")
+        };
+        let fences = fences.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25usize {
+                let key = format!("k:{}", (t / 2 + i) % 8);
+                let g = client
+                    .lock(key.as_str())
+                    .ttl(Duration::from_secs(10))
+                    .wait(Duration::from_secs(30))
+                    .acquire()
+                    .await
+                    .unwrap();
+                fences
+                    .lock()
+                    .unwrap()
+                    .entry(format!("{prefix}/{key}"))
+                    .or_default()
+                    .push(g.fence());
+                g.release().await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let fences = fences.lock().unwrap();
+    assert_eq!(fences.values().map(Vec::len).sum::<usize>(), 128 * 25);
+    for (key, f) in fences.iter() {
+        assert!(
+            f.windows(2).all(|w| w[0] < w[1]),
+            "fences of {key} not increasing: {f:?}"
+        );
+    }
+    for prefix in ["pa", "pb"] {
+        let highest = fences
+            .iter()
+            .filter(|(k, _)| k.starts_with(&format!("{prefix}/")))
+            .flat_map(|(_, f)| f.iter().copied())
+            .max()
+            .unwrap();
+        assert_eq!(
+            server.cli(&["GET", &format!("{prefix}:fence")]),
+            highest.to_string(),
+            "counter of {prefix}"
+        );
+    }
+    assert_eq!(server.cli(&["KEYS", "p?:{*"]), "", "a lock was left behind");
 }

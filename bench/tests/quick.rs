@@ -5,10 +5,11 @@ use std::process::Command;
 
 #[test]
 fn quick_run_prints_every_scenario() {
-    if !lockattr_runtime::testing::redis_server_available() {
-        eprintln!("skipping: redis-server is not installed");
-        return;
-    }
+    assert!(
+        lockattr_runtime::testing::redis_server_available(),
+        "redis-server is not installed: run `bash scripts/test` (it installs it) or set \
+         LOCKATTR_REDIS_SERVER to a redis-server binary"
+    );
     let out = Command::new(env!("CARGO_BIN_EXE_lockbench"))
         .arg("--quick")
         .output()

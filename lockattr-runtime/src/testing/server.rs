@@ -363,7 +363,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Whether a `redis-server` binary can be run (`$LOCKATTR_REDIS_SERVER`, else `redis-server` on
-/// `PATH`). Tests that need a server can skip themselves when this is false.
+/// `PATH`). Tests that need a server assert it, so a missing binary fails with the fix in the message.
 pub fn redis_server_available() -> bool {
     Command::new(server_bin())
         .arg("--version")
