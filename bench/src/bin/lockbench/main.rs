@@ -353,8 +353,8 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
     }
     let mut pooled: HashMap<Kind, Samples> = HashMap::new();
     let mut block_p50: HashMap<Kind, Vec<f64>> = HashMap::new();
-    // Redis execution time per acquire + release (INFO commandstats around each block).
-    let mut exec_us: HashMap<Kind, f64> = HashMap::new();
+    // Redis execution time and CPU per acquire + release (INFO around each block).
+    let mut exec_us: HashMap<Kind, (f64, f64)> = HashMap::new();
     let mut info = raw_conn(url).await?;
     for block in 0..blocks {
         let n = conns.len();
@@ -372,9 +372,11 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
             let after = redis_info::snapshot(&mut info)
                 .await
                 .map_err(|e| e.to_string())?;
-            *exec_us.entry(*k).or_default() +=
-                redis_info::delta(&before, &after).request_usec(k.set_is_scripted()) as f64
-                    / (blocks * per_block) as f64;
+            let d = redis_info::delta(&before, &after);
+            let ops = (blocks * per_block) as f64;
+            let e = exec_us.entry(*k).or_default();
+            e.0 += d.request_usec(k.set_is_scripted()) as f64 / ops;
+            e.1 += d.cpu_s * 1e6 / ops;
             block_p50
                 .entry(*k)
                 .or_default()
@@ -386,8 +388,8 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
         "## S1 uncontended acquire + release, one caller, serial ({blocks} blocks × {per_block} ops per contender, interleaved)"
     );
     println!();
-    println!("| contender | p50 | p99 | p50 per block (min–max) | Redis exec / acq | p50 / floor (pooled) | p50 / floor (median of block pairs) |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| contender | p50 | p99 | p50 per block (min–max) | Redis exec / acq | Redis CPU / acq | p50 / floor (pooled) | p50 / floor (median of block pairs) |");
+    println!("|---|---|---|---|---|---|---|---|");
     let floor = pooled.get_mut(&Kind::Floor).map(|s| s.p50());
     let floor_blocks = block_p50.get(&Kind::Floor).cloned();
     for k in &cfg.contenders {
@@ -398,12 +400,13 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
             .as_ref()
             .map(|f| paired_ratio(&block_p50[k], f));
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             k.name(),
             fmt_dur(p50),
             fmt_dur(s.p99()),
             spread(&block_p50[k], fmt_us),
-            fmt_us(exec_us[k]),
+            fmt_us(exec_us[k].0),
+            fmt_us(exec_us[k].1),
             ratio.map_or("-".into(), |r| format!("{r:.2}×")),
             paired.map_or("-".into(), |r| format!("{r:.3}×")),
         );
