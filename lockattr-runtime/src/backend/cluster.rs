@@ -110,7 +110,7 @@ use crate::key::LockName;
 /// last + 1 is ahead of the clock is the counter written again). A failed check (the counter is not a
 /// number) undoes everything before the script returns, so it never leaves a half-taken lock.
 /// When busy, the holder's value is marked with a trailing `*` (once): someone waits, so its release
-/// must publish a notice (see `RELEASE_LUA` of the single-node backend). `APPEND` keeps the TTL; the owner checks accept the
+/// must publish a notice (see [`RELEASE_LUA`]). `APPEND` keeps the TTL; the owner checks accept the
 /// token with or without the mark.
 /// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
 const ACQUIRE_LUA: &str = r#"
