@@ -9,8 +9,8 @@ use std::time::Duration;
 use lockattr_runtime::testing::RedisServer;
 use lockattr_runtime::{LockClient, LockError};
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
+/// A private redis-server and a client with `prefix` on it.
+async fn server_and_client(prefix: &str) -> (RedisServer, LockClient) {
     assert!(
         lockattr_runtime::testing::redis_server_available(),
         "redis-server is not installed: run `bash scripts/test` (it installs it) or set \
@@ -19,12 +19,42 @@ async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
     let server = RedisServer::spawn();
     let client = LockClient::builder()
         .url(server.url())
-        .prefix("co")
+        .prefix(prefix)
         .connect()
         .await
         .unwrap();
+    (server, client)
+}
+
+/// Fences recorded per key, in grant order.
+type Fences = Arc<Mutex<HashMap<String, Vec<u64>>>>;
+
+/// Wait for `tasks`; check that `total` grants were recorded and that each key's fences, recorded in
+/// grant order (the lock is exclusive), strictly increase. Returns the fences.
+async fn join_and_check_fences(
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    fences: &Fences,
+    total: usize,
+) -> HashMap<String, Vec<u64>> {
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let fences = fences.lock().unwrap().clone();
+    assert_eq!(fences.values().map(Vec::len).sum::<usize>(), total);
+    for (key, f) in fences.iter() {
+        assert!(
+            f.windows(2).all(|w| w[0] < w[1]),
+            "fences of {key} not increasing: {f:?}"
+        );
+    }
+    fences
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
+    let (server, client) = server_and_client("co").await;
     server.cli(&["HSET", "co:{bad}", "f", "v"]);
-    let fences: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let fences: Fences = Arc::default();
     let inside: Arc<Mutex<HashMap<String, usize>>> = Arc::default();
     let mut tasks = Vec::new();
     for t in 0..200usize {
@@ -69,18 +99,7 @@ async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
             }
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let fences = fences.lock().unwrap();
-    assert_eq!(fences.values().map(Vec::len).sum::<usize>(), 200 * 20);
-    for (key, f) in fences.iter() {
-        // Recorded in grant order per key (exclusive), so strictly increasing.
-        assert!(
-            f.windows(2).all(|w| w[0] < w[1]),
-            "fences of {key} not increasing: {f:?}"
-        );
-    }
+    join_and_check_fences(tasks, &fences, 200 * 20).await;
     assert_eq!(
         server.cli(&["KEYS", "co:{hot*}"]),
         "",
@@ -94,25 +113,14 @@ async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
 /// highest fence issued under it, fences increase per key, and nothing is left behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefixes_sharing_a_backend_keep_their_own_counters() {
-    assert!(
-        lockattr_runtime::testing::redis_server_available(),
-        "redis-server is not installed: run `bash scripts/test` (it installs it) or set \
-         LOCKATTR_REDIS_SERVER to a redis-server binary"
-    );
-    let server = RedisServer::spawn();
-    let first = LockClient::builder()
-        .url(server.url())
-        .prefix("pa")
-        .connect()
-        .await
-        .unwrap();
+    let (server, first) = server_and_client("pa").await;
     let second = LockClient::builder()
         .backend(first.backend().clone())
         .prefix("pb")
         .connect()
         .await
         .unwrap();
-    let fences: Arc<Mutex<HashMap<String, Vec<u64>>>> = Arc::default();
+    let fences: Fences = Arc::default();
     let mut tasks = Vec::new();
     for t in 0..128usize {
         let (client, prefix) = if t % 2 == 0 {
@@ -141,17 +149,7 @@ async fn prefixes_sharing_a_backend_keep_their_own_counters() {
             }
         }));
     }
-    for t in tasks {
-        t.await.unwrap();
-    }
-    let fences = fences.lock().unwrap();
-    assert_eq!(fences.values().map(Vec::len).sum::<usize>(), 128 * 25);
-    for (key, f) in fences.iter() {
-        assert!(
-            f.windows(2).all(|w| w[0] < w[1]),
-            "fences of {key} not increasing: {f:?}"
-        );
-    }
+    let fences = join_and_check_fences(tasks, &fences, 128 * 25).await;
     for prefix in ["pa", "pb"] {
         let highest = fences
             .iter()
