@@ -868,10 +868,9 @@ impl Backend for ClusterBackend {
         keep_for: Option<Duration>,
     ) -> BoxFuture<'a, Result<Released, BackendError>> {
         Box::pin(async move {
-            let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
             // As in the single-node backend: notices go out when the lock carries the waiter mark, or
             // when a waiter of this client watches the channel.
-            let mode = release_mode(keep, self.hub.is_watched(&name.channel));
+            let mode = release_mode(keep_for, self.hub.is_watched(&name.channel));
             let reply = self
                 .run(
                     &RELEASE,

@@ -287,13 +287,6 @@ pub(crate) fn parse_url(url: &str) -> Result<redis::Client, LockError> {
 
 pub(crate) fn map_err(e: redis::RedisError) -> BackendError {
     let text = e.to_string();
-    if let Some(pos) = text.find("LOCKATTR_WRONGTYPE ") {
-        let msg = &text[pos + "LOCKATTR_WRONGTYPE ".len()..];
-        return BackendError::wrong_type(msg.trim().to_owned());
-    }
-    if text.contains("WRONGTYPE") {
-        return BackendError::wrong_type(format!("holds a value of another type ({text})"));
-    }
     if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
         return BackendError::unavailable(format!(
             "{text} (the server's TLS certificate is not trusted: add its CA to this machine's trust \
@@ -309,10 +302,22 @@ pub(crate) fn map_err(e: redis::RedisError) -> BackendError {
             e.kind(),
             redis::ErrorKind::Server(redis::ServerErrorKind::BusyLoading)
         )
-        || text.contains("BUSY")
-        || text.contains("MASTERDOWN")
-        || text.contains("READONLY")
     {
+        return BackendError::unavailable(text);
+    }
+    map_server_error(text)
+}
+
+/// An error the server answered, by its text (also the per-lock errors a script reports itself).
+fn map_server_error(text: String) -> BackendError {
+    if let Some(pos) = text.find("LOCKATTR_WRONGTYPE ") {
+        let msg = &text[pos + "LOCKATTR_WRONGTYPE ".len()..];
+        return BackendError::wrong_type(msg.trim().to_owned());
+    }
+    if text.contains("WRONGTYPE") {
+        return BackendError::wrong_type(format!("holds a value of another type ({text})"));
+    }
+    if text.contains("BUSY") || text.contains("MASTERDOWN") || text.contains("READONLY") {
         return BackendError::unavailable(text);
     }
     BackendError::other(text)
@@ -586,7 +591,7 @@ fn prefix_of(lock_key: &str) -> &str {
 }
 
 /// The fence counter of the locks under `prefix` on a single node (see [`OPS_LUA`]).
-pub(crate) fn counter_key(prefix: &str) -> String {
+fn counter_key(prefix: &str) -> String {
     let mut key = String::with_capacity(prefix.len() + 6);
     key.push_str(prefix);
     key.push_str(":fence");
@@ -598,13 +603,14 @@ type ReleaseItem<'r> = (&'r str, &'r str, i64);
 /// A lock to acquire in a script call: lock key, token, TTL.
 type AcquireItem<'r> = (&'r str, &'r str, Duration);
 
-/// The release mode of one release (see `release_one` in [`RELEASE_LUA`]): keep for `keep_ms` (minimum
-/// hold time), else delete, and with `publish` publish the release notice even without the waiter mark.
-pub(crate) fn release_mode(keep_ms: u64, publish: bool) -> i64 {
-    match (keep_ms, publish) {
-        (0, false) => 0,
-        (0, true) => -1,
-        (keep, _) => keep.min(i64::MAX as u64) as i64,
+/// The release mode of one release (see `release_one` in [`RELEASE_LUA`]): keep the lock for
+/// `keep_for` (minimum hold time) when given and not zero, else delete it, and with `publish` publish
+/// the release notice even without the waiter mark.
+pub(crate) fn release_mode(keep_for: Option<Duration>, publish: bool) -> i64 {
+    match keep_for.filter(|d| !d.is_zero()) {
+        Some(keep) => ms(keep).min(i64::MAX as u64) as i64,
+        None if publish => -1,
+        None => 0,
     }
 }
 
@@ -658,11 +664,7 @@ fn acquire_answer(answer: &redis::Value, ttl: Duration) -> Result<Acquired, Back
     };
     match text.split_once(':') {
         Some(("T", msg)) => Err(BackendError::wrong_type(msg.to_owned())),
-        Some(("E", msg)) => Err(map_err(redis::RedisError::from((
-            redis::ErrorKind::Client,
-            "acquire",
-            msg.to_owned(),
-        )))),
+        Some(("E", msg)) => Err(map_server_error(msg.to_owned())),
         _ => Err(BackendError::other(format!(
             "unexpected acquire reply {text:?}"
         ))),
@@ -787,7 +789,7 @@ impl Batching {
                 gone.push(ReleaseReq {
                     lock_key: a.lock_key,
                     token: a.token,
-                    mode: release_mode(0, true),
+                    mode: release_mode(None, true),
                     tx,
                 });
             }
@@ -887,10 +889,9 @@ impl Backend for RedisBackend {
         keep_for: Option<Duration>,
     ) -> BoxFuture<'a, Result<Released, BackendError>> {
         Box::pin(async move {
-            let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
             // Waiters of other clients mark the lock when they find it busy; this client's own waiters
             // may instead queue behind each other without asking, so they are told by a forced notice.
-            let mode = release_mode(keep, self.hub.is_watched(&name.channel));
+            let mode = release_mode(keep_for, self.hub.is_watched(&name.channel));
             let queued = self.batch.ops.enter(|tx| {
                 Op::Release(ReleaseReq {
                     lock_key: name.lock_key.clone(),

@@ -432,14 +432,9 @@ impl Node {
         value: &str,
         keep_for: Option<Duration>,
     ) -> Result<Released, BackendError> {
-        let keep = keep_for.filter(|d| !d.is_zero()).map(ms).unwrap_or(0);
-        let mut inv = RELEASE.prepare_invoke();
         // Redlock's own acquire leaves no waiter mark: always publish the notice.
-        inv.key(&name.lock_key)
-            .arg("release")
-            .arg(value)
-            .arg(release_mode(keep, true));
-        Ok(release_codes(self.backend.invoke(&inv).await, 1)?[0])
+        self.release_with(name, value, release_mode(keep_for, true))
+            .await
     }
 
     async fn give_back(
@@ -448,12 +443,22 @@ impl Node {
         value: &str,
         publish: bool,
     ) -> Result<bool, BackendError> {
+        let released = self
+            .release_with(name, value, release_mode(None, publish))
+            .await?;
+        Ok(released == Released::Deleted)
+    }
+
+    /// The owner-checked release script on this node, with `mode` (see `release_mode`).
+    async fn release_with(
+        &self,
+        name: &LockName,
+        value: &str,
+        mode: i64,
+    ) -> Result<Released, BackendError> {
         let mut inv = RELEASE.prepare_invoke();
-        inv.key(&name.lock_key)
-            .arg("release")
-            .arg(value)
-            .arg(release_mode(0, publish));
-        Ok(release_codes(self.backend.invoke(&inv).await, 1)?[0] == Released::Deleted)
+        inv.key(&name.lock_key).arg("release").arg(value).arg(mode);
+        Ok(release_codes(self.backend.invoke(&inv).await, 1)?[0])
     }
 }
 
