@@ -482,18 +482,39 @@ impl RedisBackend {
     }
 }
 
-/// Script calls that may be in flight at once. An operation (acquire or release) that finds this many
+/// Script calls that any operation may start. An operation (acquire or release) that finds this many
 /// in flight is queued, and queued operations go out together as one script call when a slot frees
 /// up: under load, one round trip and one script invocation carry many locks, so the server's
 /// per-request cost (parsing, script set-up, replies, system calls) is shared. An idle client sends
 /// each operation at once, exactly as without batching.
 const MAX_IN_FLIGHT: usize = 2;
+/// Script calls in flight at most, counting the extra ones that carry full batches: when the regular
+/// slots are busy and [`FULL_BATCH`] operations have queued, the queue goes out at once instead of
+/// waiting for a slot, so the server is not left idle while the client handles answers (a full batch
+/// shares the per-call cost as well as a later one would).
+const MAX_IN_FLIGHT_FULL: usize = 4;
+/// Queued operations that make a batch worth an extra call (see [`MAX_IN_FLIGHT_FULL`]).
+const FULL_BATCH: usize = 16;
 /// Most operations in one coalesced script call.
 const MAX_COALESCED: usize = 128;
 
 /// The queue and in-flight count of the coalesced calls.
+///
+/// Invariant: while requests are queued, at least one call is in flight, and each call in flight ends
+/// with [`Coalescer::next`], which sends the queue on or hands it to the calls still in flight.
 struct Coalescer<R> {
     state: Mutex<(usize, Vec<R>)>,
+}
+
+/// What [`Coalescer::enter`] decided for one request.
+enum Entry<R, T> {
+    /// A regular slot is free: send the request at once (and call [`Coalescer::next`] when done).
+    Slot,
+    /// Queued; the answer comes on the receiver.
+    Queued(oneshot::Receiver<T>),
+    /// Queued, and the queue made a full batch while the regular slots are busy: an extra slot was
+    /// taken for these requests (this one among them); send them, then call [`Coalescer::next`].
+    Lead(oneshot::Receiver<T>, Vec<R>),
 }
 
 impl<R> Default for Coalescer<R> {
@@ -509,22 +530,29 @@ impl<R> Coalescer<R> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Take a slot (`None`), or queue the request `make()` builds (`Some(rx)`).
-    fn enter<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> R) -> Option<oneshot::Receiver<T>> {
+    /// Take a slot, or queue the request `make()` builds (see [`Entry`]).
+    fn enter<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> R) -> Entry<R, T> {
         let mut st = self.state();
         if st.0 < MAX_IN_FLIGHT {
             st.0 += 1;
-            return None;
+            return Entry::Slot;
         }
         let (tx, rx) = oneshot::channel();
         st.1.push(make(tx));
-        Some(rx)
+        if st.0 < MAX_IN_FLIGHT_FULL && st.1.len() >= FULL_BATCH {
+            st.0 += 1;
+            let n = st.1.len().min(MAX_COALESCED);
+            return Entry::Lead(rx, st.1.drain(..n).collect());
+        }
+        Entry::Queued(rx)
     }
 
     /// A call finished: the queued requests to send next in the same slot, or `None` (slot freed).
+    /// An extra slot is freed when less than a full batch is queued: the regular calls still in flight
+    /// take it.
     fn next(&self) -> Option<Vec<R>> {
         let mut st = self.state();
-        if st.1.is_empty() {
+        if st.1.is_empty() || (st.0 > MAX_IN_FLIGHT && st.1.len() < FULL_BATCH) {
             st.0 -= 1;
             return None;
         }
@@ -572,12 +600,7 @@ struct SlotGuard {
 impl Drop for SlotGuard {
     fn drop(&mut self) {
         if let Some(ops) = self.batch.ops.next() {
-            let batch = self.batch.clone();
-            // Without a runtime the queued operations are dropped: their callers see a closed channel
-            // and report the backend unavailable.
-            if let Ok(rt) = tokio::runtime::Handle::try_current() {
-                drop(rt.spawn(async move { batch.run_queued(ops).await }));
-            }
+            self.batch.lead(ops);
         }
     }
 }
@@ -706,6 +729,25 @@ impl Batching {
         Ok(answers)
     }
 
+    /// Send `ops` (queued operations this caller took a slot for) from a task of their own, then go on
+    /// with the queue as [`run_queued`](Self::run_queued) does. Without a runtime the operations are
+    /// dropped and the slot freed: their callers see a closed channel and report the backend
+    /// unavailable.
+    fn lead(self: &Arc<Self>, mut ops: Vec<Op>) {
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let batch = self.clone();
+            drop(rt.spawn(async move { batch.run_queued(ops).await }));
+            return;
+        }
+        loop {
+            drop(ops);
+            match self.ops.next() {
+                Some(more) => ops = more,
+                None => return,
+            }
+        }
+    }
+
     /// Send queued operations, call after call, until the queue is empty (then free the slot).
     async fn run_queued(self: Arc<Self>, mut ops: Vec<Op>) {
         loop {
@@ -832,7 +874,15 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            if let Some(rx) = queued {
+            let rx = match queued {
+                Entry::Slot => None,
+                Entry::Queued(rx) => Some(rx),
+                Entry::Lead(rx, ops) => {
+                    self.batch.lead(ops);
+                    Some(rx)
+                }
+            };
+            if let Some(rx) = rx {
                 return queued_answer(rx, self.timeout).await;
             }
             let _slot = SlotGuard {
@@ -900,7 +950,15 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            if let Some(rx) = queued {
+            let rx = match queued {
+                Entry::Slot => None,
+                Entry::Queued(rx) => Some(rx),
+                Entry::Lead(rx, ops) => {
+                    self.batch.lead(ops);
+                    Some(rx)
+                }
+            };
+            if let Some(rx) = rx {
                 return queued_answer(rx, self.timeout).await;
             }
             let _slot = SlotGuard {
@@ -1119,7 +1177,69 @@ pub(crate) async fn drain_while_down(
 
 #[cfg(test)]
 mod tests {
-    use super::mask_url;
+    use super::{mask_url, Coalescer, Entry, FULL_BATCH, MAX_IN_FLIGHT, MAX_IN_FLIGHT_FULL};
+
+    /// What `enter` decided: `"slot"`, `"queued"`, or `"lead N"` for an extra call of N requests.
+    fn enter(c: &Coalescer<u32>, id: u32) -> String {
+        match c.enter::<()>(|_| id) {
+            Entry::Slot => "slot".into(),
+            Entry::Queued(_) => "queued".into(),
+            Entry::Lead(_, ops) => format!("lead {}", ops.len()),
+        }
+    }
+
+    fn in_flight(c: &Coalescer<u32>) -> usize {
+        c.state().0
+    }
+
+    #[test]
+    fn coalescer_sends_full_batches_in_extra_calls_and_never_strands_the_queue() {
+        let c = Coalescer::<u32>::default();
+        // An idle client sends at once, in the regular slots.
+        for id in 0..MAX_IN_FLIGHT as u32 {
+            assert_eq!(enter(&c, id), "slot");
+        }
+        // Then requests queue until a full batch goes out in an extra call ...
+        let mut id = 100;
+        for _ in 1..FULL_BATCH {
+            assert_eq!(enter(&c, id), "queued");
+            id += 1;
+        }
+        assert_eq!(enter(&c, id), format!("lead {FULL_BATCH}"));
+        assert!(c.state().1.is_empty());
+        // ... as long as fewer than MAX_IN_FLIGHT_FULL calls are in flight.
+        for _ in MAX_IN_FLIGHT + 1..MAX_IN_FLIGHT_FULL {
+            for _ in 0..FULL_BATCH {
+                id += 1;
+                enter(&c, id);
+            }
+        }
+        assert_eq!(in_flight(&c), MAX_IN_FLIGHT_FULL);
+        for _ in 0..2 * FULL_BATCH {
+            id += 1;
+            assert_eq!(enter(&c, id), "queued");
+        }
+        // A finished call takes the queue (up to MAX_COALESCED) in its slot.
+        assert_eq!(c.next().map(|b| b.len()), Some(2 * FULL_BATCH));
+        assert_eq!(in_flight(&c), MAX_IN_FLIGHT_FULL);
+        // With less than a full batch queued, the extra calls free their slots and leave the queue to
+        // the regular calls still in flight, which take it.
+        for _ in 0..3 {
+            id += 1;
+            enter(&c, id);
+        }
+        for left in (MAX_IN_FLIGHT..MAX_IN_FLIGHT_FULL).rev() {
+            assert!(c.next().is_none());
+            assert_eq!(in_flight(&c), left);
+        }
+        assert_eq!(c.next().map(|b| b.len()), Some(3));
+        assert_eq!(in_flight(&c), MAX_IN_FLIGHT);
+        // An empty queue frees every slot.
+        assert!(c.next().is_none());
+        assert!(c.next().is_none());
+        assert_eq!(in_flight(&c), 0);
+        assert_eq!(enter(&c, 1), "slot");
+    }
 
     #[test]
     fn mask_url_hides_every_password_shape() {
