@@ -729,6 +729,24 @@ impl Batching {
         Ok(answers)
     }
 
+    /// Take a slot (held by the returned guard) or queue the operation `make()` builds (its answer comes
+    /// on the returned receiver; a full batch is sent at once, see [`Entry::Lead`]).
+    fn enter<T>(
+        self: &Arc<Self>,
+        make: impl FnOnce(oneshot::Sender<T>) -> Op,
+    ) -> Result<SlotGuard, oneshot::Receiver<T>> {
+        match self.ops.enter(make) {
+            Entry::Slot => Ok(SlotGuard {
+                batch: self.clone(),
+            }),
+            Entry::Queued(rx) => Err(rx),
+            Entry::Lead(rx, ops) => {
+                self.lead(ops);
+                Err(rx)
+            }
+        }
+    }
+
     /// Send `ops` (queued operations this caller took a slot for) from a task of their own, then go on
     /// with the queue as [`run_queued`](Self::run_queued) does. Without a runtime the operations are
     /// dropped and the slot freed: their callers see a closed channel and report the backend
@@ -866,7 +884,7 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Acquired, BackendError>> {
         Box::pin(async move {
-            let queued = self.batch.ops.enter(|tx| {
+            let queued = self.batch.enter(|tx| {
                 Op::Acquire(AcquireReq {
                     lock_key: name.lock_key.clone(),
                     token: token.to_owned(),
@@ -874,19 +892,9 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            let rx = match queued {
-                Entry::Slot => None,
-                Entry::Queued(rx) => Some(rx),
-                Entry::Lead(rx, ops) => {
-                    self.batch.lead(ops);
-                    Some(rx)
-                }
-            };
-            if let Some(rx) = rx {
-                return queued_answer(rx, self.timeout).await;
-            }
-            let _slot = SlotGuard {
-                batch: self.batch.clone(),
+            let _slot = match queued {
+                Ok(slot) => slot,
+                Err(rx) => return queued_answer(rx, self.timeout).await,
             };
             let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, ttl);
@@ -942,7 +950,7 @@ impl Backend for RedisBackend {
             // Waiters of other clients mark the lock when they find it busy; this client's own waiters
             // may instead queue behind each other without asking, so they are told by a forced notice.
             let mode = release_mode(keep_for, self.hub.is_watched(&name.channel));
-            let queued = self.batch.ops.enter(|tx| {
+            let queued = self.batch.enter(|tx| {
                 Op::Release(ReleaseReq {
                     lock_key: name.lock_key.clone(),
                     token: token.to_owned(),
@@ -950,19 +958,9 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            let rx = match queued {
-                Entry::Slot => None,
-                Entry::Queued(rx) => Some(rx),
-                Entry::Lead(rx, ops) => {
-                    self.batch.lead(ops);
-                    Some(rx)
-                }
-            };
-            if let Some(rx) = rx {
-                return queued_answer(rx, self.timeout).await;
-            }
-            let _slot = SlotGuard {
-                batch: self.batch.clone(),
+            let _slot = match queued {
+                Ok(slot) => slot,
+                Err(rx) => return queued_answer(rx, self.timeout).await,
             };
             let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, mode);
