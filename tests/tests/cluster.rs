@@ -37,6 +37,21 @@ async fn exists_on(cluster: &RedisCluster, i: usize, key: &str) -> Option<bool> 
     Some(n == 1)
 }
 
+/// A command on node `i` directly; its reply as a string (`nil` for none).
+async fn cmd_on(cluster: &RedisCluster, i: usize, args: &[&str]) -> String {
+    let client = redis::Client::open(cluster.node(i).url()).expect("url");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("node connection");
+    let reply: Option<String> = redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut conn)
+        .await
+        .expect("command on the owning primary");
+    reply.unwrap_or_else(|| "nil".into())
+}
+
 async fn pttl_on(cluster: &RedisCluster, i: usize, key: &str) -> i64 {
     let client = redis::Client::open(cluster.node(i).url()).expect("url");
     let mut conn = client
@@ -187,6 +202,24 @@ async fn locks_spread_over_every_primary_renew_and_release() {
     });
     a.expect("holder finishes");
     assert!(b.expect_err("concurrent call is refused").is_contention());
+
+    // A fence counter that is not a whole number below 2^53 is refused with a clear error; the counter
+    // is left as it was and no lock is left behind. A counter ahead of the clock is continued.
+    let bk = client.backend_key("badfence");
+    let counter = format!("{bk}:fence");
+    let p = block_in_place(|| cluster.primary_of_key(&bk));
+    for bad in ["-5", "1.5", "nope", "9007199254740992"] {
+        cmd_on(&cluster, p, &["SET", &counter, bad]).await;
+        let err = client.lock("badfence").acquire().await.expect_err(bad);
+        assert!(matches!(err, LockError::WrongType { .. }), "{bad}: {err}");
+        assert_eq!(exists_on(&cluster, p, &bk).await, Some(false), "{bad}");
+        assert_eq!(cmd_on(&cluster, p, &["GET", &counter]).await, bad);
+    }
+    let ahead = 8_000_000_000_000_000u64;
+    cmd_on(&cluster, p, &["SET", &counter, &ahead.to_string()]).await;
+    let g = client.lock("badfence").acquire().await.expect("acquire");
+    assert_eq!(g.fence(), ahead + 1);
+    g.release().await.expect("release");
 
     // Waiting for replicas succeeds on a healthy cluster, on every primary.
     let synced = cluster_client(

@@ -96,45 +96,33 @@ use tokio::time::Instant;
 
 use super::redis::{
     drain_while_down, handle_sub_cmd, map_err, mask_url, ms, parse_url, release_codes,
-    release_mode, timed_out, unsubscribe_idle, SubCmd, SubscriberSlot, RELEASE_LUA, RENEW_LUA,
+    release_mode, take_fences_lua, timed_out, unsubscribe_idle, SubCmd, SubscriberSlot,
+    RELEASE_LUA, RENEW_LUA,
 };
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, LockError};
 use crate::key::LockName;
 
 /// The Cluster acquire: take the lock (`SET NX PX`) and, only on success, issue the next fence from the
-/// lock's own counter (`prefix:{key}:fence`, in the lock's hash slot): max(last + 1, server clock in
-/// microseconds). The clock seed keeps fences increasing after a restart that lost the counter (and after
-/// a failover to a replica whose counter is behind). The common path is three commands: `SET NX PX`,
-/// `TIME`, and `SET counter now GET` (which returns the last fence while writing the new one; only when
-/// last + 1 is ahead of the clock is the counter written again). A failed check (the counter is not a
-/// number) undoes everything before the script returns, so it never leaves a half-taken lock.
+/// lock's own counter (`prefix:{key}:fence`, in the lock's hash slot) with the same counter update as the
+/// single node (`take_fences`, see [`take_fences_lua`]): three commands on the common path, `SET NX PX`,
+/// `TIME` and `SET counter fence GET`. A bad counter undoes the grant before the script returns, so it
+/// never leaves a half-taken lock.
 /// When busy, the holder's value is marked with a trailing `*` (once): someone waits, so its release
 /// must publish a notice (see [`RELEASE_LUA`]). `APPEND` keeps the TTL; the owner checks accept the
 /// token with or without the mark.
 /// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
-const ACQUIRE_LUA: &str = r#"
+const ACQUIRE_LUA: &str = concat!(
+    take_fences_lua!(),
+    r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local t = redis.call('TIME')
-  local now = t[1] .. string.sub('000000', #t[2] + 1) .. t[2]
-  local fence = tonumber(now)
-  local prev = redis.pcall('SET', KEYS[2], now, 'GET')
-  if type(prev) == 'table' and prev['err'] then
+  local fence, bad = take_fences(KEYS[2], 1)
+  if bad then
     redis.call('DEL', KEYS[1])
-    local fence_type = redis.call('TYPE', KEYS[2])['ok']
-    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. fence_type)
-  end
-  if prev then
-    local last = tonumber(prev)
-    if last == nil then
-      redis.call('SET', KEYS[2], prev)
-      redis.call('DEL', KEYS[1])
-      return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
+    if string.sub(bad, 1, 2) == 'T:' then
+      return redis.error_reply('LOCKATTR_WRONGTYPE ' .. string.sub(bad, 3))
     end
-    if last + 1 > fence then
-      fence = last + 1
-      redis.call('SET', KEYS[2], string.format('%d', fence))
-    end
+    return redis.error_reply(string.sub(bad, 3))
   end
   return {1, fence}
 end
@@ -151,7 +139,8 @@ if #v == #ARGV[1] then
   redis.call('APPEND', KEYS[1], '*')
 end
 return {0, pttl}
-"#;
+"#
+);
 
 /// When an acquire found the lock busy: is it held by *this* acquisition (the cluster client sent the
 /// acquire again after a reply was lost, and the first one had been granted)? KEYS: lock, fence.

@@ -66,6 +66,44 @@ end
     };
 }
 
+/// The fence counter update, shared by [`OPS_LUA`] and the Cluster acquire: `take_fences(c, n)` issues
+/// `n` consecutive fences from counter `c` and returns the first, `base = max(last + 1, server clock in
+/// µs)`; the counter keeps the last one issued. The clock seed keeps fences increasing after a restart
+/// that lost the counter, or a failover to a replica whose counter is behind. On the common path this is
+/// `TIME` plus one `SET c last GET`. A counter that does not hold a whole number below 2^53 is left as
+/// it was and the call returns `nil` and `T:message` (wrong type); any other error `nil` and
+/// `E:message`. The caller undoes its grants then.
+macro_rules! take_fences_lua {
+    () => {
+        r#"
+local function take_fences(c, n)
+  local t = redis.call('TIME')
+  local base = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  local prev = redis.pcall('SET', c, string.format('%d', base + n - 1), 'GET')
+  if type(prev) == 'table' then
+    if string.find(prev.err, 'WRONGTYPE', 1, true) then
+      return nil, 'T:fence counter ' .. c .. ' holds a ' .. redis.call('TYPE', c)['ok']
+    end
+    return nil, 'E:' .. prev.err
+  end
+  if prev then
+    local last = tonumber(prev)
+    if last == nil or last < 0 or last >= 9007199254740992 or last % 1 ~= 0 then
+      redis.call('SET', c, prev)
+      return nil, 'T:fence counter ' .. c .. ' does not hold a whole number below 2^53'
+    end
+    if last + 1 > base then
+      base = last + 1
+      redis.call('SET', c, string.format('%d', base + n - 1))
+    end
+  end
+  return base
+end
+"#
+    };
+}
+pub(crate) use take_fences_lua;
+
 /// Owner-checked release of one or many locks, for the Cluster and Redlock backends (they send one
 /// lock). KEYS: the locks; ARGV: `release` (tells this call from a renewal in a `MONITOR` trace), then
 /// per lock its token and mode (see `release_one` above). Reply: one code per lock.
@@ -105,6 +143,7 @@ return out
 /// error (e.g. `OOM`).
 const OPS_LUA: &str = concat!(
     release_one_lua!(),
+    take_fences_lua!(),
     r#"
 local nr = tonumber(ARGV[1])
 local out, granted = {}, 0
@@ -138,26 +177,7 @@ end
 if granted == 0 then
   return out
 end
-local t = redis.call('TIME')
-local base = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local prev = redis.pcall('SET', KEYS[1], string.format('%d', base + granted - 1), 'GET')
-local bad
-if type(prev) == 'table' then
-  if string.find(prev.err, 'WRONGTYPE', 1, true) then
-    bad = 'T:fence counter ' .. KEYS[1] .. ' holds a ' .. redis.call('TYPE', KEYS[1])['ok']
-  else
-    bad = 'E:' .. prev.err
-  end
-elseif prev then
-  local last = tonumber(prev)
-  if last == nil or last < 0 or last >= 9007199254740992 or last % 1 ~= 0 then
-    redis.call('SET', KEYS[1], prev)
-    bad = 'T:fence counter ' .. KEYS[1] .. ' does not hold a whole number below 2^53'
-  elseif last + 1 > base then
-    base = last + 1
-    redis.call('SET', KEYS[1], string.format('%d', base + granted - 1))
-  end
-end
+local base, bad = take_fences(KEYS[1], granted)
 for i = nr + 1, #out do
   local v = out[i]
   if type(v) == 'number' and v > 0 then
