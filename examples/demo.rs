@@ -145,7 +145,7 @@ async fn scene_a(backing: &Backing) -> Result<SceneResult, BoxError> {
                     .run(async move {
                         let now = s.holders.fetch_add(1, Ordering::SeqCst) + 1;
                         s.max_holders.fetch_max(now, Ordering::SeqCst);
-                        let fence = current_fence().unwrap_or_default();
+                        let fence = current_fence().await.unwrap_or_default();
                         lock(&s.fences).push(fence);
                         let handoff = match lock(&s.last_end).take() {
                             Some(end) => format!(", {} after the previous holder finished", ms(end.elapsed())),
@@ -239,7 +239,7 @@ async fn scene_b(backing: &Backing) -> Result<SceneResult, BoxError> {
             let Some(me) = current_lock() else { return };
             say!(
                 "holder: acquired {key} (fence {}), working for {body_len:?}",
-                me.fence()
+                me.fence().await.unwrap_or_default()
             );
             let step = Duration::from_millis(400);
             let mut done = Duration::ZERO;
@@ -271,7 +271,7 @@ async fn scene_b(backing: &Backing) -> Result<SceneResult, BoxError> {
     let fence_after = after
         .lock(key)
         .ttl(ttl)
-        .run(async { current_fence().unwrap_or_default() })
+        .run(async { current_fence().await.unwrap_or_default() })
         .await;
     match &fence_after {
         Ok(f) => say!("after the release another client takes `{key}` at once (fence {f})"),
@@ -328,7 +328,7 @@ async fn scene_c(backing: &Backing) -> Result<SceneResult, BoxError> {
             };
             say!(
                 "holder: acquired {key} (fence {}), starting 25 steps of 200ms",
-                current_fence().unwrap_or_default()
+                current_fence().await.unwrap_or_default()
             );
             let _ = started_tx.send(());
             for i in 1..=25 {

@@ -69,7 +69,7 @@ impl Worker {
     /// and does not know yet — the dangerous case fencing exists for.
     #[distributed_lock(key = "balance:{account}", ttl = "300ms", on_lost = "finish", client = self.locks)]
     async fn update(&self, account: &str, stall: Duration, value: &str) -> Result<(), StoreError> {
-        let fence = lockattr_runtime::current_fence().unwrap_or_default();
+        let fence = lockattr_runtime::current_fence().await?;
         say!("{}: holds balance:{account} with fence {fence}", self.name);
         if !stall.is_zero() {
             say!(

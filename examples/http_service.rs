@@ -73,7 +73,7 @@ async fn settle(
     Path(id): Path<u64>,
 ) -> Result<Json<Receipt>, AppError> {
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let fence = lockattr_runtime::current_fence().unwrap_or_default();
+    let fence = lockattr_runtime::current_fence().await?;
     Ok(Json(Receipt { order: id, fence }))
 }
 

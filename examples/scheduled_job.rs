@@ -29,7 +29,7 @@ impl From<LockError> for JobError {
 /// The job. The tick number is part of the key, so each tick is its own lock.
 #[distributed_lock(key = "job:nightly-report:{tick}", ttl = "5s", min_hold = "800ms", client = LOCKS)]
 async fn nightly_report(worker: usize, tick: u64) -> Result<(), JobError> {
-    let fence = lockattr_runtime::current_fence().unwrap_or_default();
+    let fence = lockattr_runtime::current_fence().await?;
     println!("tick {tick}: worker {worker} RUNS the job (fence {fence})");
     tokio::time::sleep(Duration::from_millis(100)).await;
     Ok(())

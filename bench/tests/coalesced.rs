@@ -82,12 +82,13 @@ async fn concurrent_acquires_and_releases_stay_exclusive_and_fenced() {
                     *n += 1;
                     assert_eq!(*n, 1, "two holders of {key}");
                 }
+                let fence = g.fence().await.unwrap();
                 fences
                     .lock()
                     .unwrap()
                     .entry(key.clone())
                     .or_default()
-                    .push(g.fence());
+                    .push(fence);
                 tokio::task::yield_now().await;
                 *inside.lock().unwrap().get_mut(&key).unwrap() -= 1;
                 g.release().await.unwrap();
@@ -139,12 +140,13 @@ async fn prefixes_sharing_a_backend_keep_their_own_counters() {
                     .acquire()
                     .await
                     .unwrap();
+                let fence = g.fence().await.unwrap();
                 fences
                     .lock()
                     .unwrap()
                     .entry(format!("{prefix}/{key}"))
                     .or_default()
-                    .push(g.fence());
+                    .push(fence);
                 g.release().await.unwrap();
             }
         }));

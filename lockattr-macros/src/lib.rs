@@ -28,7 +28,7 @@ use proc_macro::TokenStream;
 /// #[distributed_lock(key = "order:{order.id}", ttl = "7s", auto_renew)]
 /// async fn settle(order: &Order, db: &Db) -> Result<Receipt, AppError> {
 ///     // Strictly increasing per key: hand it to the storage so stale holders are rejected.
-///     let fence = lockattr_runtime::current_fence().unwrap_or_default();
+///     let fence = lockattr_runtime::current_fence().await?;
 ///     db.write_receipt(order, fence).await
 /// }
 /// ```

@@ -134,7 +134,7 @@ mod tests {
             .wait_ms(0)
             .min_hold_ms(300);
         let fence = run_locked::<_, LockError, _>(Ok(client.clone()), "job".into(), opts, async {
-            Ok(crate::current_fence().unwrap())
+            Ok(crate::current_fence().await.unwrap())
         })
         .await
         .unwrap();

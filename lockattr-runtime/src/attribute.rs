@@ -17,7 +17,7 @@
 //! #[distributed_lock(key = "order:{order.id}", ttl = "7s", auto_renew, client = LOCKS)]
 //! async fn settle(order: &Order) -> Result<u64, LockError> {
 //!     // The fencing token of this grant: strictly increasing per key.
-//!     Ok(lockattr_runtime::current_fence().expect("inside the lock"))
+//!     Ok(lockattr_runtime::current_fence().await.expect("inside the lock"))
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() {

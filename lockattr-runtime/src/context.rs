@@ -3,7 +3,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use crate::error::LostReason;
+use crate::error::{LockError, LostReason};
 use crate::lease::{Lease, LeaseCore};
 
 tokio::task_local! {
@@ -26,7 +26,7 @@ impl std::fmt::Debug for CurrentLock {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CurrentLock")
             .field("key", &self.key())
-            .field("fence", &self.fence())
+            .field("fence", &self.core.issued_fence())
             .finish()
     }
 }
@@ -49,9 +49,16 @@ impl CurrentLock {
     pub fn key(&self) -> &str {
         &self.core.name.key
     }
-    /// The fencing token of this grant (strictly increasing per key).
-    pub fn fence(&self) -> u64 {
-        self.core.fence
+    /// The fencing token of this grant (strictly increasing per key), issued on the first call when
+    /// the grant came without one; see [`LockGuard::fence`](crate::LockGuard::fence).
+    pub async fn fence(&self) -> Result<u64, LockError> {
+        if let Some(fence) = self.core.issued_fence() {
+            return Ok(fence);
+        }
+        match self.lease.upgrade() {
+            Some(lease) => lease.fence().await,
+            None => Err(LockError::NotLocked),
+        }
     }
     /// Whether the lease is still ours as far as this process knows.
     pub fn is_held(&self) -> bool {
@@ -77,6 +84,13 @@ pub fn current_lock() -> Option<CurrentLock> {
 
 /// The fencing token of [`current_lock`]: hand it to the storage you write to, and have the storage
 /// reject a write whose token is lower than the highest it has accepted.
-pub fn current_fence() -> Option<u64> {
-    CURRENT.try_with(|c| c.fence()).ok()
+///
+/// The first call of a lock may cost one round trip (see [`LockGuard::fence`](crate::LockGuard::fence));
+/// a lock that nobody fences never pays for a fence. Fails with [`LockError::NotLocked`] outside a
+/// lock, and with [`LockError::Lost`] when the lock is not ours any more.
+pub async fn current_fence() -> Result<u64, LockError> {
+    match current_lock() {
+        Some(lock) => lock.fence().await,
+        None => Err(LockError::NotLocked),
+    }
 }

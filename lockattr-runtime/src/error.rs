@@ -57,13 +57,15 @@ pub enum LockError {
         waited: Duration,
     },
     /// The lock was ours and stopped being ours while the guarded work was running.
-    #[error("lock `{key}` (fence {fence}) was lost while held: {reason}; the guarded work was {}",
+    #[error("lock `{key}`{} was lost while held: {reason}; the guarded work was {}",
+        fmt_fence(*.fence),
         if *.cancelled { "cancelled" } else { "not protected for its whole run" })]
     Lost {
         /// The lock key.
         key: String,
-        /// The fencing token the lost lease carried.
-        fence: u64,
+        /// The fencing token the lost lease carried, if one was issued (see
+        /// [`LockGuard::fence`](crate::LockGuard::fence)).
+        fence: Option<u64>,
         /// Why the lease ended.
         reason: LostReason,
         /// Whether the guarded future was cancelled (dropped) because of the loss.
@@ -124,6 +126,16 @@ pub enum LockError {
     /// lockattr was used outside a Tokio runtime.
     #[error("lockattr needs a Tokio runtime: call it from within `#[tokio::main]`, `#[tokio::test]` or `Runtime::block_on`")]
     NoRuntime,
+    /// [`current_fence`](crate::current_fence) was called where no lock is held.
+    #[error("no lock is held here: call `current_fence()` inside a `#[distributed_lock]` fn or `LockRequest::run(..)`, or use `LockGuard::fence()` on an acquired guard")]
+    NotLocked,
+}
+
+fn fmt_fence(fence: Option<u64>) -> String {
+    match fence {
+        Some(f) => format!(" (fence {f})"),
+        None => String::new(),
+    }
 }
 
 fn fmt_remaining(d: Option<Duration>) -> String {

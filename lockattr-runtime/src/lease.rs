@@ -194,7 +194,8 @@ pub(crate) struct LeaseCore {
     pub(crate) id: u64,
     pub(crate) name: LockName,
     pub(crate) token: Token,
-    pub(crate) fence: u64,
+    /// The fencing token, `0` until issued (with the grant, or on the first [`Lease::fence`]).
+    fence: AtomicU64,
     pub(crate) ttl: Duration,
     pub(crate) auto_renew: bool,
     pub(crate) margin: Duration,
@@ -210,6 +211,23 @@ pub(crate) struct LeaseCore {
 }
 
 impl LeaseCore {
+    /// The fencing token, if it has been issued.
+    pub(crate) fn issued_fence(&self) -> Option<u64> {
+        Some(self.fence.load(Ordering::Acquire)).filter(|&f| f > 0)
+    }
+
+    /// Keep `fence` unless another call issued one first; returns the one kept (both were issued while
+    /// the lock was ours, so either orders this holder correctly).
+    fn keep_fence(&self, fence: u64) -> u64 {
+        match self
+            .fence
+            .compare_exchange(0, fence, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => fence,
+            Err(first) => first,
+        }
+    }
+
     pub(crate) fn deadline(&self) -> Instant {
         self.acquired_at + Duration::from_nanos(self.deadline_ns.load(Ordering::Acquire))
     }
@@ -243,7 +261,7 @@ impl LeaseCore {
             .is_ok();
         if first {
             self.lost_notify.notify_waiters();
-            tracing::warn!(key = %self.name.key, fence = self.fence, %reason, "lockattr: lock lost");
+            tracing::warn!(key = %self.name.key, fence = ?self.issued_fence(), %reason, "lockattr: lock lost");
         }
     }
 
@@ -277,7 +295,7 @@ impl LeaseCore {
     fn lost_error(&self, reason: LostReason, cancelled: bool) -> LockError {
         LockError::Lost {
             key: self.name.key.clone(),
-            fence: self.fence,
+            fence: self.issued_fence(),
             reason,
             cancelled,
         }
@@ -296,6 +314,32 @@ pub(crate) struct Lease {
 }
 
 impl Lease {
+    /// The fence of this lease, issued first (owner-checked, see [`Backend::fence`]) when the grant
+    /// came without one.
+    pub(crate) async fn fence(&self) -> Result<u64, LockError> {
+        let core = &self.core;
+        if let Some(fence) = core.issued_fence() {
+            return Ok(fence);
+        }
+        if let Some(reason) = core.lost_reason() {
+            return Err(core.lost_error(reason, false));
+        }
+        if core.released.load(Ordering::Acquire) {
+            return Err(LockError::NotLocked);
+        }
+        let backend = &self.client.inner.backend;
+        match backend.fence(&core.name, core.token.as_str()).await {
+            Ok(Some(fence)) => Ok(core.keep_fence(fence)),
+            Ok(None) => {
+                core.mark_lost(LostReason::NotOwner);
+                Err(core.lost_error(LostReason::NotOwner, false))
+            }
+            Err(e) => {
+                Err(e.into_lock_error(&backend.describe(), &core.name.key, &core.name.lock_key))
+            }
+        }
+    }
+
     fn keep_for(&self) -> Option<Duration> {
         if self.min_hold.is_zero() {
             return None;
@@ -329,10 +373,10 @@ impl Drop for Lease {
         let core = self.core.clone();
         let keep_for = self.keep_for();
         drop(self.rt.spawn(async move {
-            let (name, fence) = (&core.name, core.fence);
+            let (name, fence) = (&core.name, core.issued_fence());
             match backend.release(name, core.token.as_str(), keep_for).await {
-                Ok(r) => tracing::debug!(key = %name.key, fence, outcome = ?r, "lockattr: released on drop"),
-                Err(e) => tracing::warn!(key = %name.key, fence, error = %e, "lockattr: release on drop failed; the key expires at its TTL"),
+                Ok(r) => tracing::debug!(key = %name.key, ?fence, outcome = ?r, "lockattr: released on drop"),
+                Err(e) => tracing::warn!(key = %name.key, ?fence, error = %e, "lockattr: release on drop failed; the key expires at its TTL"),
             }
         }));
     }
@@ -349,7 +393,7 @@ impl std::fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LockGuard")
             .field("key", &self.key())
-            .field("fence", &self.fence())
+            .field("fence", &self.lease.core.issued_fence())
             .field("held", &self.is_held())
             .field("reentrant", &self.reentrant)
             .finish()
@@ -367,10 +411,18 @@ impl LockGuard {
         &self.lease.core.name.lock_key
     }
 
-    /// The fencing token: strictly greater than every earlier grant's for this key. Pass it to the
+    /// The fencing token: strictly greater than every earlier holder's for this key. Pass it to the
     /// resource you write to and have it reject writes with a token lower than the highest it has seen.
-    pub fn fence(&self) -> u64 {
-        self.lease.core.fence
+    ///
+    /// The single-node Redis backend (and Sentinel) grants an uncontended lock without a fence, so that
+    /// a lock nobody fences costs no more than a plain `SET NX PX`; the first call then issues it in
+    /// one round trip, checked on the server against the lock's owner. Later calls, and grants that
+    /// carried a fence (coalesced calls, Cluster, Redlock, memory), answer at once.
+    ///
+    /// Returns [`LockError::Lost`] when the lock is not ours any more (no fence is issued then, and
+    /// the guard reports the loss), and [`LockError::Unavailable`] when the backend cannot be reached.
+    pub async fn fence(&self) -> Result<u64, LockError> {
+        self.lease.fence().await
     }
 
     /// True while the lease is ours as far as this process can know: not reported lost, not released,
@@ -426,11 +478,11 @@ impl LockGuard {
             .await
         {
             Ok(Released::Deleted) => {
-                tracing::debug!(key = %core.name.key, fence = core.fence, "lockattr: released");
+                tracing::debug!(key = %core.name.key, fence = ?core.issued_fence(), "lockattr: released");
                 Ok(())
             }
             Ok(Released::Kept) => {
-                tracing::debug!(key = %core.name.key, fence = core.fence, "lockattr: kept for its minimum hold time");
+                tracing::debug!(key = %core.name.key, fence = ?core.issued_fence(), "lockattr: kept for its minimum hold time");
                 Ok(())
             }
             Ok(Released::NotHeld) => Err(core.lost_error(LostReason::NotOwner, false)),
@@ -682,7 +734,7 @@ impl LockRequest {
         rt: tokio::runtime::Handle,
         name: LockName,
         token: Token,
-        fence: u64,
+        fence: Option<u64>,
         validity: Duration,
         sent: Instant,
         margin: Duration,
@@ -694,7 +746,7 @@ impl LockRequest {
             id: NEXT_LEASE_ID.fetch_add(1, Ordering::Relaxed),
             name,
             token,
-            fence,
+            fence: AtomicU64::new(fence.unwrap_or(0)),
             ttl,
             auto_renew: self.auto_renew,
             margin,
@@ -705,7 +757,7 @@ impl LockRequest {
             released: AtomicBool::new(false),
         });
         core.extend(sent + validity);
-        tracing::debug!(key = %core.name.key, fence, ttl_ms = ttl.as_millis() as u64, auto_renew = self.auto_renew, "lockattr: acquired");
+        tracing::debug!(key = %core.name.key, ?fence, ttl_ms = ttl.as_millis() as u64, auto_renew = self.auto_renew, "lockattr: acquired");
         inner.watchdog.register(core.clone(), &rt);
         let reentry = task.map(|t| (t, key_hash(&core.name.lock_key)));
         let lease = Arc::new(Lease {

@@ -13,7 +13,7 @@
 //!
 //! #[distributed_lock(key = "order:{order.id}", ttl = "7s", auto_renew)]
 //! async fn settle(order: &Order, db: &Db) -> Result<Receipt, AppError> {   // AppError: From<LockError>
-//!     let fence = lockattr_runtime::current_fence().unwrap_or_default();
+//!     let fence = lockattr_runtime::current_fence().await?;
 //!     db.write_receipt(order, fence).await
 //! }
 //! ```
@@ -35,7 +35,7 @@
 //!     .ttl(Duration::from_secs(5))
 //!     .auto_renew(true)
 //!     .run(async {
-//!         let fence = lockattr_runtime::current_fence().expect("inside a lock");
+//!         let fence = lockattr_runtime::current_fence().await.expect("inside a lock");
 //!         assert!(fence > 0);
 //!         42
 //!     })

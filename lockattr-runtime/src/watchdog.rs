@@ -367,7 +367,7 @@ async fn renew_batch(shared: Arc<Shared>, batch: Vec<Arc<LeaseCore>>) {
                     Renewed::Extended(validity) => {
                         core.extend(sent + validity);
                         e.renew_at = Some(sent + core.renew_every());
-                        tracing::trace!(key = %core.name.key, fence = core.fence, "lockattr: renewed");
+                        tracing::trace!(key = %core.name.key, fence = ?core.issued_fence(), "lockattr: renewed");
                     }
                     Renewed::NotHeld => {
                         st.entries.remove(&core.id);

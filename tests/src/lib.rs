@@ -376,7 +376,9 @@ pub async fn contend_on_one_key<F: Fixture>(fx: &F, key: &str, tasks: usize, rou
                     .run(async {
                         let now = holders.fetch_add(1, Ordering::SeqCst) + 1;
                         max_seen.fetch_max(now, Ordering::SeqCst);
-                        let fence = lockattr_runtime::current_fence().expect("fence in the body");
+                        let fence = lockattr_runtime::current_fence()
+                            .await
+                            .expect("fence in the body");
                         fences.lock().unwrap_or_else(|p| p.into_inner()).push(fence);
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         holders.fetch_sub(1, Ordering::SeqCst);
@@ -417,7 +419,7 @@ pub fn spawn_waiter(
             .await
             .expect("the waiter gets the lock within 20 s");
         let at = tokio::time::Instant::now();
-        let fence = g.fence();
+        let fence = g.fence().await.expect("the waiter's fence");
         g.release().await.expect("the waiter releases");
         (at, fence)
     })
@@ -430,7 +432,7 @@ pub async fn hand_over(
     holder: lockattr_runtime::LockGuard,
     waiter: tokio::task::JoinHandle<(tokio::time::Instant, u64)>,
 ) -> Duration {
-    let fence = holder.fence();
+    let fence = holder.fence().await.expect("the holder's fence");
     let released = tokio::time::Instant::now();
     holder.release().await.expect("the holder releases");
     let (got, next_fence) = tokio::time::timeout(Duration::from_secs(10), waiter)

@@ -38,7 +38,9 @@ async fn settle(locks: &LockClient, order: &Order, fail: bool) -> Result<u64, Ap
     if fail {
         return Err(AppError::Domain("declined"));
     }
-    Ok(lockattr_runtime::current_fence().expect("fence visible in the body"))
+    Ok(lockattr_runtime::current_fence()
+        .await
+        .expect("fence visible in the body"))
 }
 
 fn parse(s: &str) -> Result<u64, AppError> {
@@ -93,14 +95,14 @@ async fn gets_deleted(
 
 #[distributed_lock(key = "acct:{id}", ttl = "2s", client = locks)]
 async fn outer(locks: &LockClient, id: u32) -> Result<(u64, u64), AppError> {
-    let mine = lockattr_runtime::current_fence().unwrap_or_default();
+    let mine = lockattr_runtime::current_fence().await.unwrap();
     let inner = inner(locks, id).await?;
     Ok((mine, inner))
 }
 
 #[distributed_lock(key = "acct:{id}", ttl = "2s", client = locks)]
 async fn inner(locks: &LockClient, id: u32) -> Result<u64, AppError> {
-    Ok(lockattr_runtime::current_fence().unwrap_or_default())
+    Ok(lockattr_runtime::current_fence().await.unwrap())
 }
 
 #[distributed_lock(key = "k:{a}:{b}", ttl = "2s", client = locks)]

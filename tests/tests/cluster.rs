@@ -92,7 +92,9 @@ fn keys_on(
 #[distributed_lock(key = "attr:{id}", ttl = "2s", auto_renew, client = locks)]
 async fn fenced_write(locks: &LockClient, id: u64, hold_ms: u64) -> Result<u64, LockError> {
     tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-    Ok(lockattr_runtime::current_fence().expect("fence inside the lock"))
+    Ok(lockattr_runtime::current_fence()
+        .await
+        .expect("fence inside the lock"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +114,7 @@ async fn locks_spread_over_every_primary_renew_and_release() {
             .acquire()
             .await
             .expect("acquire on the cluster");
-        assert!(g.fence() > 0);
+        assert!(g.fence().await.unwrap() > 0);
         guards.push(g);
     }
     let mut per_primary: HashMap<usize, usize> = HashMap::new();
@@ -218,7 +220,7 @@ async fn locks_spread_over_every_primary_renew_and_release() {
     let ahead = 8_000_000_000_000_000u64;
     cmd_on(&cluster, p, &["SET", &counter, &ahead.to_string()]).await;
     let g = client.lock("badfence").acquire().await.expect("acquire");
-    assert_eq!(g.fence(), ahead + 1);
+    assert_eq!(g.fence().await.unwrap(), ahead + 1);
     g.release().await.expect("release");
 
     // Waiting for replicas succeeds on a healthy cluster, on every primary.
@@ -257,7 +259,7 @@ async fn primary_killed_replica_takes_over_and_fences_never_go_backwards() {
     let mut before = HashMap::new();
     for k in on_victim.iter().chain(&elsewhere) {
         let g = client.lock(k).acquire().await.expect("acquire");
-        before.insert(k.clone(), g.fence());
+        before.insert(k.clone(), g.fence().await.unwrap());
         g.release().await.expect("release");
     }
 
@@ -285,7 +287,7 @@ async fn primary_killed_replica_takes_over_and_fences_never_go_backwards() {
         .acquire()
         .await
         .expect("grant the replica never sees");
-    let stale_fence = stale.fence();
+    let stale_fence = stale.fence().await.unwrap();
     assert!(stale_fence > before[&on_victim[0]]);
     block_in_place(|| {
         cluster.kill(victim);
@@ -308,9 +310,9 @@ async fn primary_killed_replica_takes_over_and_fences_never_go_backwards() {
         "recovered in {recovery:?}"
     );
     assert!(
-        regranted.fence() > stale_fence,
+        regranted.fence().await.unwrap() > stale_fence,
         "fence went backwards across the failover: {} after {stale_fence}",
-        regranted.fence()
+        regranted.fence().await.unwrap()
     );
     block_in_place(|| cluster.wait_for_failover(replica));
 
@@ -340,9 +342,9 @@ async fn primary_killed_replica_takes_over_and_fences_never_go_backwards() {
             .await
             .expect("acquire after the failover");
         assert!(
-            g.fence() > before[k],
+            g.fence().await.unwrap() > before[k],
             "{k}: fence {} after {}",
-            g.fence(),
+            g.fence().await.unwrap(),
             before[k]
         );
         g.release().await.expect("release");

@@ -90,8 +90,8 @@ async fn fences_increase_across_restart_with_data_loss() {
             .acquire()
             .await
             .unwrap();
-        assert!(g.fence() > last);
-        last = g.fence();
+        assert!(g.fence().await.unwrap() > last);
+        last = g.fence().await.unwrap();
         g.release().await.unwrap();
     }
     let held = a
@@ -115,15 +115,98 @@ async fn fences_increase_across_restart_with_data_loss() {
         }
     };
     assert!(
-        g.fence() > last,
+        g.fence().await.unwrap() > last,
         "fence went backwards after data loss: {} <= {last}",
-        g.fence()
+        g.fence().await.unwrap()
     );
     // The lock held across the restart was lost with the data: its holder is told.
     let reason = tokio::time::timeout(Duration::from_secs(5), held.lost())
         .await
         .expect("told");
     assert_eq!(reason, LostReason::NotOwner);
+}
+
+/// An idle client takes a free lock without a fence and issues it when the holder asks: once (asking
+/// again costs nothing), above every earlier holder's, and never to a holder that lost the lock, so a
+/// holder that stalled past its TTL cannot get a fence above its successor's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fences_are_issued_on_request_and_owner_checked() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let b = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+
+    let g = a
+        .lock("z")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    assert_eq!(
+        server.cli(&["EXISTS", "t:fence"]),
+        "0",
+        "fence issued before it was asked for"
+    );
+    let first = g.fence().await.unwrap();
+    assert_eq!(get(&mut conn, "t:fence").await, Some(first.to_string()));
+    assert_eq!(
+        g.fence().await.unwrap(),
+        first,
+        "a second call issues another fence"
+    );
+    assert_eq!(get(&mut conn, "t:fence").await, Some(first.to_string()));
+    g.release().await.unwrap();
+
+    // A holder whose lease ran out (no auto-renew, stalled past the TTL) while another client took the
+    // lock: its late request for a fence is refused, and it learns that it lost the lock.
+    let zombie = a
+        .lock("z")
+        .ttl(Duration::from_millis(200))
+        .acquire()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let next = b
+        .lock("z")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    // (Here the holder's own deadline told it first; the deleted lock below is caught by the server.)
+    let err = zombie.fence().await.unwrap_err();
+    assert!(matches!(err, LockError::Lost { fence: None, .. }), "{err}");
+    assert!(zombie.lost_reason().is_some());
+    assert_eq!(
+        get(&mut conn, "t:fence").await,
+        Some(first.to_string()),
+        "a fence was issued"
+    );
+    let second = next.fence().await.unwrap();
+    assert!(second > first, "fence {second} after {first}");
+
+    // The same for a lock deleted behind its holder's back (no other holder).
+    let g = a
+        .lock("y")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    cmd(&mut conn, &["DEL", "t:{y}"]).await;
+    assert!(matches!(
+        g.fence().await.unwrap_err(),
+        LockError::Lost {
+            reason: LostReason::NotOwner,
+            ..
+        }
+    ));
+    assert!(!g.is_held());
+    drop(next);
+
+    // Outside a lock there is no fence to give.
+    assert!(matches!(
+        lockattr_runtime::current_fence().await.unwrap_err(),
+        LockError::NotLocked
+    ));
 }
 
 /// An unreachable server fails within the command timeout with an error naming the server.
@@ -239,28 +322,36 @@ async fn wrong_type_keys() {
         get(&mut conn, "t:{plain}").await.as_deref(),
         Some("forever")
     );
+    // A free lock is granted without a fence; the bad counter is reported when the holder asks for
+    // its fence, and no fence is issued. The lock stays held and releases normally.
     cmd(&mut conn, &["LPUSH", "t:fence", "x"]).await;
-    let err = a.lock("c").acquire().await.unwrap_err();
+    let g = a.lock("c").acquire().await.unwrap();
+    let err = g.fence().await.unwrap_err();
     assert!(
         matches!(err, LockError::WrongType { .. }) && err.to_string().contains("fence"),
         "{err}"
     );
-    assert_eq!(
-        server.cli(&["EXISTS", "t:{c}"]),
-        "0",
-        "lock taken despite the bad counter"
-    );
+    assert!(g.is_held());
+    assert_eq!(server.cli(&["LLEN", "t:fence"]), "1");
+    g.release().await.unwrap();
+    assert_eq!(server.cli(&["EXISTS", "t:{c}"]), "0", "lock left behind");
     // A counter that holds a string but no fence is refused too, and left as it was.
     for bad in ["not-a-number", "-5", "1.5", "9007199254740993"] {
         cmd(&mut conn, &["DEL", "t:fence"]).await;
         cmd(&mut conn, &["SET", "t:fence", bad]).await;
-        let err = a.lock("c").acquire().await.unwrap_err();
+        let g = a.lock("c").acquire().await.unwrap();
+        let err = g.fence().await.unwrap_err();
         assert!(
             matches!(err, LockError::WrongType { .. }) && err.to_string().contains("whole number"),
             "{bad}: {err}"
         );
         assert_eq!(get(&mut conn, "t:fence").await.as_deref(), Some(bad));
-        assert_eq!(server.cli(&["EXISTS", "t:{c}"]), "0", "{bad}: lock taken");
+        g.release().await.unwrap();
+        assert_eq!(
+            server.cli(&["EXISTS", "t:{c}"]),
+            "0",
+            "{bad}: lock left behind"
+        );
     }
     // Repaired (here: ahead of the server clock, as after a failover from a server whose clock ran
     // ahead), the counter issues fences again, each one above the last.
@@ -268,7 +359,7 @@ async fn wrong_type_keys() {
     cmd(&mut conn, &["SET", "t:fence", &ahead.to_string()]).await;
     for n in 1..=3 {
         let g = a.lock("c").acquire().await.unwrap();
-        assert_eq!(g.fence(), ahead + n);
+        assert_eq!(g.fence().await.unwrap(), ahead + n);
         g.release().await.unwrap();
     }
     assert_eq!(

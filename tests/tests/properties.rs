@@ -386,11 +386,14 @@ async fn unicode_binary_and_long_keys_against_redis() {
             token.as_deref().is_some_and(|t| t.len() >= 32),
             "{key:?}: {token:?}"
         );
-        let fence = g.fence();
+        let fence = g.fence().await.unwrap();
         g.release().await.unwrap_or_else(|e| panic!("{key:?}: {e}"));
         assert_eq!(get(&mut conn, &name).await, None, "{key:?} not deleted");
         let g2 = a.lock(key.as_str()).acquire().await.unwrap();
-        assert!(g2.fence() > fence, "{key:?}: fence did not increase");
+        assert!(
+            g2.fence().await.unwrap() > fence,
+            "{key:?}: fence did not increase"
+        );
         g2.release().await.unwrap();
     }
     // One long unicode key survives renewals past its TTL.
@@ -508,7 +511,7 @@ async fn wrong_type_under_a_held_lock_renew_and_release() {
     assert_eq!(server.cli(&["SISMEMBER", "t:{wt-drop}", "m"]), "1");
 
     // The fence counter replaced while held: holding, renewing and releasing are unaffected; the next
-    // acquire is refused with a clear error and takes nothing.
+    // holder's request for a fence is refused with a clear error and issues nothing.
     let g = a
         .lock("wt-fence")
         .ttl(Duration::from_millis(300))
@@ -521,11 +524,14 @@ async fn wrong_type_under_a_held_lock_renew_and_release() {
     tokio::time::sleep(Duration::from_millis(700)).await;
     assert!(g.is_held(), "renewal broken by a bad counter");
     g.release().await.unwrap();
-    let err = a.lock("wt-fence").acquire().await.unwrap_err();
+    let g = a.lock("wt-fence").acquire().await.unwrap();
+    let err = g.fence().await.unwrap_err();
     assert!(
         matches!(err, LockError::WrongType { .. }) && err.to_string().contains("fence"),
         "{err}"
     );
+    assert_eq!(server.cli(&["HGET", "t:fence", "n"]), "1");
+    g.release().await.unwrap();
     assert_eq!(server.cli(&["EXISTS", "t:{wt-fence}"]), "0");
 }
 
@@ -542,7 +548,7 @@ async fn script_flush_between_operations() {
         .acquire()
         .await
         .unwrap();
-    let fence = g.fence();
+    let fence = g.fence().await.unwrap();
     for _ in 0..3 {
         assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -553,7 +559,7 @@ async fn script_flush_between_operations() {
     assert_eq!(server.cli(&["EXISTS", "t:{sf}"]), "0");
     assert_eq!(server.cli(&["SCRIPT", "FLUSH"]), "OK");
     let g = a.lock("sf").acquire().await.unwrap();
-    assert!(g.fence() > fence);
+    assert!(g.fence().await.unwrap() > fence);
     g.release().await.unwrap();
 }
 
@@ -572,7 +578,7 @@ async fn out_of_memory_mid_operation() {
         .await
         .unwrap();
     let g = a.lock("oom-new").acquire().await.unwrap();
-    let fence = g.fence();
+    let fence = g.fence().await.unwrap();
     g.release().await.unwrap();
     assert_eq!(
         server.cli(&["CONFIG", "SET", "maxmemory-policy", "noeviction"]),
@@ -599,7 +605,7 @@ async fn out_of_memory_mid_operation() {
     assert_eq!(server.cli(&["EXISTS", "t:{oom-held}"]), "0");
     assert_eq!(server.cli(&["CONFIG", "SET", "maxmemory", "0"]), "OK");
     let g = a.lock("oom-new").acquire().await.unwrap();
-    assert!(g.fence() > fence);
+    assert!(g.fence().await.unwrap() > fence);
     g.release().await.unwrap();
 }
 
@@ -638,13 +644,19 @@ async fn killed_connections_mid_hold_and_mid_wait() {
                 .wait(Duration::from_secs(10))
                 .acquire()
                 .await;
-            (g.map(|g| g.fence()), t0.elapsed())
+            (
+                match g {
+                    Ok(g) => Ok(g.fence().await.unwrap()),
+                    Err(e) => Err(e),
+                },
+                t0.elapsed(),
+            )
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
     server.cli(&["CLIENT", "KILL", "TYPE", "pubsub"]);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let fence = g.fence();
+    let fence = g.fence().await.unwrap();
     g.release().await.unwrap();
     let released_at = tokio::time::Instant::now();
     let (got, _) = waiter.await.unwrap();

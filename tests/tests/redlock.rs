@@ -116,7 +116,7 @@ async fn basic(n: usize) {
     }
     // Every node's TTL was refreshed by the renewals (not only a majority's).
     assert!(fx.remaining_ms(&bk("basic")).await.unwrap() > 0);
-    let f = g.fence();
+    let f = g.fence().await.unwrap();
     g.release().await.unwrap();
     // A majority deleted before `release` returned; the last node's delete may still be in flight.
     eventually("released everywhere", Duration::from_secs(2), || async {
@@ -124,7 +124,7 @@ async fn basic(n: usize) {
     })
     .await;
     let g2 = b.lock("basic").ttl(ttl).acquire().await.unwrap();
-    assert!(g2.fence() > f);
+    assert!(g2.fence().await.unwrap() > f);
     g2.release().await.unwrap();
     assert_eq!(a.tracked_leases(), 0);
 }
@@ -171,7 +171,7 @@ async fn minority_down(n: usize, down: usize) {
                 let e = b.lock("minority").ttl(ttl).acquire().await.unwrap_err();
                 assert!(matches!(e, LockError::Busy { .. }), "{e}");
             }
-            lockattr_runtime::current_fence().unwrap()
+            lockattr_runtime::current_fence().await.unwrap()
         })
         .await
         .expect("held through 3x ttl with a minority down");
@@ -183,7 +183,7 @@ async fn minority_down(n: usize, down: usize) {
         .await;
     }
     let g = b.lock("minority").ttl(ttl).acquire().await.unwrap();
-    assert!(g.fence() > fence);
+    assert!(g.fence().await.unwrap() > fence);
     g.release().await.unwrap();
 }
 
@@ -371,8 +371,8 @@ async fn restart_no_double_grant(n: usize) {
             Err(e) => panic!("{e}"),
             Ok(g2) => panic!(
                 "double grant: fence {} while {} holds",
-                g2.fence(),
-                g.fence()
+                g2.fence().await.unwrap(),
+                g.fence().await.unwrap()
             ),
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -538,7 +538,7 @@ async fn fence_write_back_survives_restarts() {
             .acquire()
             .await
             .unwrap();
-        let f = g.fence();
+        let f = g.fence().await.unwrap();
         assert!(f > last, "round {round}: fence {f} after {last}");
         last = f;
         g.release().await.unwrap();
@@ -589,11 +589,11 @@ async fn fences_increase_across_many_restarts() {
             }
         };
         assert!(
-            g.fence() > last,
+            g.fence().await.unwrap() > last,
             "acquisition {i}: fence {} after {last}",
-            g.fence()
+            g.fence().await.unwrap()
         );
-        last = g.fence();
+        last = g.fence().await.unwrap();
         g.release().await.unwrap();
     }
     assert_eq!(restarts, 11);
@@ -740,7 +740,13 @@ async fn waiter_woken_by_a_notice_from_any_node() {
         .await;
     let waiter = tokio::spawn(async move {
         let g = a.lock("w").wait(Duration::from_secs(5)).acquire().await;
-        (Instant::now(), g.map(|g| g.fence()))
+        (
+            Instant::now(),
+            match g {
+                Ok(g) => Ok(g.fence().await.unwrap()),
+                Err(e) => Err(e),
+            },
+        )
     });
     for s in &fx.servers {
         eventually("waiter subscribed", Duration::from_secs(2), || async {
@@ -771,7 +777,13 @@ async fn waiter_woken_by_release_with_a_node_down() {
         .unwrap();
     let waiter = tokio::spawn(async move {
         let g = a.lock("w2").wait(Duration::from_secs(5)).acquire().await;
-        (Instant::now(), g.map(|g| g.fence()))
+        (
+            Instant::now(),
+            match g {
+                Ok(g) => Ok(g.fence().await.unwrap()),
+                Err(e) => Err(e),
+            },
+        )
     });
     for s in &fx.servers {
         eventually("waiter subscribed", Duration::from_secs(2), || async {
@@ -780,7 +792,7 @@ async fn waiter_woken_by_release_with_a_node_down() {
         .await;
     }
     kill(&mut fx, 0);
-    let first = g.fence();
+    let first = g.fence().await.unwrap();
     let released = Instant::now();
     g.release().await.unwrap();
     let (got_at, fence) = waiter.await.unwrap();

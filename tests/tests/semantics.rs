@@ -146,6 +146,7 @@ async fn release_never_deletes_a_foreign_lock<F: Fixture>(fx: F) {
         .acquire()
         .await
         .unwrap();
+    let fa = ga.fence().await.unwrap();
     tokio::time::sleep(Duration::from_millis(250)).await;
     let gb = b
         .lock(key)
@@ -153,7 +154,7 @@ async fn release_never_deletes_a_foreign_lock<F: Fixture>(fx: F) {
         .acquire()
         .await
         .expect("free after expiry");
-    assert!(gb.fence() > ga.fence());
+    assert!(gb.fence().await.unwrap() > fa);
     let err = ga.release().await.unwrap_err();
     assert!(err.is_lost(), "{err}");
     assert!(fx.value(&bk(key)).await.is_some(), "b's lock deleted by a");
@@ -280,8 +281,13 @@ async fn fences_strictly_increase<F: Fixture>(fx: F) {
             .acquire()
             .await
             .unwrap();
-        assert!(g.fence() > last, "fence {} after {}", g.fence(), last);
-        last = g.fence();
+        assert!(
+            g.fence().await.unwrap() > last,
+            "fence {} after {}",
+            g.fence().await.unwrap(),
+            last
+        );
+        last = g.fence().await.unwrap();
         g.release().await.unwrap();
     }
 }
@@ -329,10 +335,10 @@ async fn busy_wait_timeout<F: Fixture>(fx: F) {
             .acquire()
             .await
             .unwrap();
-        (Instant::now(), g.fence())
+        (Instant::now(), g.fence().await.unwrap())
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let first_fence = g.fence();
+    let first_fence = g.fence().await.unwrap();
     let released_at = Instant::now();
     g.release().await.unwrap();
     let (got_at, fence) = waiter.await.unwrap();
@@ -374,11 +380,11 @@ async fn reentrancy<F: Fixture>(fx: F) {
         .lock("re")
         .ttl(Duration::from_secs(5))
         .run(async {
-            let outer = lockattr_runtime::current_fence().unwrap();
+            let outer = lockattr_runtime::current_fence().await.unwrap();
             let inner = a
                 .lock("re")
                 .ttl(Duration::from_secs(5))
-                .run(async { lockattr_runtime::current_fence().unwrap() })
+                .run(async { lockattr_runtime::current_fence().await.unwrap() })
                 .await
                 .expect("reentrant acquire");
             assert_eq!(inner, outer, "the nested call shares the outer lease");

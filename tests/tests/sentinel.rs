@@ -38,7 +38,9 @@ async fn exists_on(group: &RedisSentinels, i: usize, key: &str) -> bool {
 #[distributed_lock(key = "attr:{id}", ttl = "2s", auto_renew, client = locks)]
 async fn fenced_write(locks: &LockClient, id: u64, hold_ms: u64) -> Result<u64, LockError> {
     tokio::time::sleep(Duration::from_millis(hold_ms)).await;
-    Ok(lockattr_runtime::current_fence().expect("fence inside the lock"))
+    Ok(lockattr_runtime::current_fence()
+        .await
+        .expect("fence inside the lock"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +84,7 @@ async fn locks_follow_the_primary_through_a_failover() {
     let mut before = Vec::new();
     for k in keys {
         let g = client.lock(k).acquire().await.expect("acquire");
-        before.push(g.fence());
+        before.push(g.fence().await.unwrap());
         g.release().await.expect("release");
     }
 
@@ -109,6 +111,7 @@ async fn locks_follow_the_primary_through_a_failover() {
         .acquire()
         .await
         .expect("grant the replica never sees");
+    let stale_fence = stale.fence().await.expect("a fence the replica never sees");
     block_in_place(|| {
         group.kill(0);
         group.server(1).resume();
@@ -128,11 +131,10 @@ async fn locks_follow_the_primary_through_a_failover() {
         recovery < Duration::from_secs(12),
         "recovered in {recovery:?}"
     );
+    let regranted_fence = regranted.fence().await.unwrap();
     assert!(
-        regranted.fence() > stale.fence(),
-        "fence went backwards across the failover: {} after {}",
-        regranted.fence(),
-        stale.fence()
+        regranted_fence > stale_fence,
+        "fence went backwards across the failover: {regranted_fence} after {stale_fence}"
     );
     block_in_place(|| group.wait_for_primary(1));
     assert!(
@@ -170,7 +172,11 @@ async fn locks_follow_the_primary_through_a_failover() {
             .acquire()
             .await
             .expect("acquire after the failover");
-        assert!(g.fence() > f, "{k}: fence {} after {f}", g.fence());
+        assert!(
+            g.fence().await.unwrap() > f,
+            "{k}: fence {} after {f}",
+            g.fence().await.unwrap()
+        );
         g.release().await.expect("release");
     }
 

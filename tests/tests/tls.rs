@@ -100,7 +100,7 @@ async fn locks_work_over_tls() {
         .acquire()
         .await
         .unwrap();
-    assert!(g.fence() > 0);
+    assert!(g.fence().await.unwrap() > 0);
     // The lock is on this server (seen through its plain port).
     assert!(get(&mut plain, "t:{order:1}").await.is_some());
     // Renewals over TLS keep it past its TTL.
@@ -120,7 +120,9 @@ async fn locks_work_over_tls() {
 async fn the_attribute_works_over_tls() {
     #[lockattr_runtime::distributed_lock(key = "job:{id}", ttl = "5s", client = client)]
     async fn job(client: &LockClient, id: u32) -> Result<u64, LockError> {
-        Ok(lockattr_runtime::current_fence().expect("inside the lock"))
+        Ok(lockattr_runtime::current_fence()
+            .await
+            .expect("inside the lock"))
     }
     let tls = TlsServer::spawn();
     let client = tls_client(&tls.url(true)).await.expect("TLS connect");

@@ -43,7 +43,7 @@ async fn settle(order: &Order, user_id: u64) -> Result<u64, AppError> {
         return Ok(0);
     }
     let amount: u64 = order.amount.parse()?;
-    Ok(amount + lockattr_runtime::current_fence().unwrap_or_default())
+    Ok(amount + lockattr_runtime::current_fence().await?)
 }
 
 #[distributed_lock(key = "nightly-report")]

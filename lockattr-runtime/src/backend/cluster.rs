@@ -414,7 +414,7 @@ fn is_noscript(e: &redis::RedisError) -> bool {
 pub(super) fn acquired_from(reply: &[i64], ttl: Duration) -> Result<Acquired, BackendError> {
     match reply {
         [1, fence] if *fence > 0 => Ok(Acquired::Granted {
-            fence: *fence as u64,
+            fence: Some(*fence as u64),
             validity: ttl,
         }),
         [0, pttl] => Ok(Acquired::Busy {
@@ -765,7 +765,7 @@ impl Backend for ClusterBackend {
                 if let Ok([1, fence]) = reclaimed.as_deref() {
                     if *fence > 0 {
                         return Ok(Acquired::Granted {
-                            fence: *fence as u64,
+                            fence: Some(*fence as u64),
                             validity: ttl,
                         });
                     }

@@ -117,7 +117,7 @@ impl MemoryBackend {
         let fence = (last + 1).max(wall_clock_micros());
         s.fences.insert(name.fence_key.clone(), fence);
         Acquired::Granted {
-            fence,
+            fence: Some(fence),
             validity: ttl,
         }
     }

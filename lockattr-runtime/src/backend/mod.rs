@@ -47,8 +47,11 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub enum Acquired {
     /// The lock is ours.
     Granted {
-        /// The fencing token of this grant: strictly greater than every earlier grant's for the same key.
-        fence: u64,
+        /// The fencing token of this grant (strictly greater than every earlier grant's for the same
+        /// key), or `None` when the backend issues it later, on request ([`Backend::fence`]): the
+        /// single-node Redis backend grants an uncontended lock with a plain `SET NX PX` and issues the
+        /// fence only when the holder asks for it.
+        fence: Option<u64>,
         /// How long the grant is valid, counted from the moment the request was sent.
         validity: Duration,
     },
@@ -139,6 +142,27 @@ pub trait Backend: Send + Sync + 'static {
         token: &'a str,
         keep_for: Option<Duration>,
     ) -> BoxFuture<'a, Result<Released, BackendError>>;
+
+    /// Issue the fencing token of a grant that came without one (`Acquired::Granted { fence: None }`),
+    /// if `name` still holds `token`: strictly greater than every fence issued before for the same
+    /// key. `Ok(None)` when the lock is not ours any more (nothing is issued then).
+    ///
+    /// The check and the issue are one atomic step on the server, so a fence issued this way orders
+    /// holders exactly as one issued at the grant: every earlier holder's fence was issued while that
+    /// holder held the lock, before this grant. Backends that issue every fence at the grant keep this
+    /// default, which reports an error.
+    fn fence<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, BackendError>> {
+        let _ = (name, token);
+        Box::pin(async {
+            Err(BackendError::other(
+                "this backend issues every fence with its grant and was asked for a later one",
+            ))
+        })
+    }
 
     /// Be told when `name` is released. Never fails: if notices cannot be received, the subscription simply
     /// never fires and waiters fall back to re-checking at the holder's remaining TTL.

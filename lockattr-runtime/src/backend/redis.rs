@@ -2,9 +2,13 @@
 //!
 //! One multiplexed, auto-reconnecting connection carries every command (acquires, releases, batched
 //! renewals); one more connection, owned by a background task, carries release notices for every waiter
-//! of the client. Acquires and releases run in one Lua script (`OPS_LUA`) and renewals in another, so
-//! each call is one atomic round trip. Concurrent acquires and releases are coalesced (see
-//! `Coalescer`): under load one call carries the releases and acquires of many callers. `EVALSHA`
+//! of the client. An idle client takes a free lock with a plain `SET NX PX` and releases it with a
+//! small owner-checked delete script (`RELEASE1_LUA`), the same work as the leanest lock; the fence of
+//! such a grant is issued when the holder asks for it (`FENCE_LUA`, owner-checked). Everything else
+//! (busy locks, minimum hold times, local waiters) runs in one Lua script (`OPS_LUA`) and renewals in
+//! another, so each call is one atomic round trip. Concurrent acquires and releases are coalesced (see
+//! `Coalescer`): under load one call carries the releases and acquires of many callers, with their
+//! fences issued at once. `EVALSHA`
 //! falls back to loading the script when the server answers `NOSCRIPT` (after a restart or `SCRIPT
 //! FLUSH`).
 
@@ -104,6 +108,43 @@ end
 }
 pub(crate) use take_fences_lua;
 
+/// The release of one lock with no minimum hold time and no local waiter (what an idle client sends):
+/// delete it if it holds the token, and publish the release notice when it carries the waiter mark.
+/// KEYS: the lock; ARGV: the token. Reply: 1 deleted, 0 not ours. The same work as the owner-checked
+/// delete every Redis lock library sends, plus the mark check.
+const RELEASE1_LUA: &str = r#"
+local v = redis.pcall('GET', KEYS[1])
+if v == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+if v == ARGV[1] .. '*' then
+  redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', KEYS[1] .. ':released', '1')
+  return 1
+end
+return 0
+"#;
+
+/// The fence of a grant made by a plain `SET NX PX` (an idle client's uncontended acquire), issued when
+/// the holder asks for it: if the lock still holds the token (marked or not), take the next fence of
+/// the prefix's counter (see `take_fences`). KEYS: the counter, the lock; ARGV: the token. Reply: the
+/// fence (> 0), 0 when the lock is not ours, or `T:`/`E:` message as in [`OPS_LUA`].
+const FENCE_LUA: &str = concat!(
+    take_fences_lua!(),
+    r#"
+local v = redis.pcall('GET', KEYS[2])
+if v ~= ARGV[1] and v ~= ARGV[1] .. '*' then
+  return 0
+end
+local base, bad = take_fences(KEYS[1], 1)
+if bad then
+  return bad
+end
+return base
+"#
+);
+
 /// Owner-checked release of one or many locks, for the Cluster and Redlock backends (they send one
 /// lock). KEYS: the locks; ARGV: `release` (tells this call from a renewal in a `MONITOR` trace), then
 /// per lock its token and mode (see `release_one` above). Reply: one code per lock.
@@ -195,6 +236,8 @@ return out
 
 static OPS: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(OPS_LUA));
 static RENEW: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RENEW_LUA));
+static RELEASE1: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RELEASE1_LUA));
+static FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(FENCE_LUA));
 
 /// Options for [`RedisBackend::open`].
 #[derive(Debug, Clone)]
@@ -688,7 +731,7 @@ fn acquire_answer(answer: &redis::Value, ttl: Duration) -> Result<Acquired, Back
     let text = match answer {
         Value::Int(fence) if *fence > 0 => {
             return Ok(Acquired::Granted {
-                fence: *fence as u64,
+                fence: Some(*fence as u64),
                 validity: ttl,
             })
         }
@@ -916,6 +959,25 @@ impl Backend for RedisBackend {
                 Ok(slot) => slot,
                 Err(rx) => return queued_answer(rx, self.timeout).await,
             };
+            // Alone and with no local waiter on this lock (so probably free): a plain `SET NX PX`, the
+            // least a lock can cost; the fence is issued later, when the holder asks (`fence`). When it
+            // is busy, the script call below marks it, reads its TTL, or takes it if it was freed.
+            if !self.hub.is_watched(&name.channel) {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(&name.lock_key)
+                    .arg(token)
+                    .arg("NX")
+                    .arg("PX")
+                    .arg(ms(ttl));
+                let mut conn = self.conn.clone();
+                let set: Option<redis::Value> = self.bounded(cmd.query_async(&mut conn)).await?;
+                if set.is_some() {
+                    return Ok(Acquired::Granted {
+                        fence: None,
+                        validity: ttl,
+                    });
+                }
+            }
             let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, ttl);
             let answers = self.batch.call(prefix, &[], &[lock]).await?;
@@ -982,10 +1044,39 @@ impl Backend for RedisBackend {
                 Ok(slot) => slot,
                 Err(rx) => return queued_answer(rx, self.timeout).await,
             };
+            if mode == 0 {
+                let mut cmd = evalsha(&RELEASE1, 1);
+                cmd.arg(&name.lock_key).arg(token);
+                let code: i64 = self.eval(&RELEASE1, &cmd).await?;
+                return Ok(Released::from_code(code));
+            }
             let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, mode);
             let answers = self.batch.call(prefix, &[lock], &[]).await?;
             release_answer(&answers[0])
+        })
+    }
+
+    fn fence<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, BackendError>> {
+        Box::pin(async move {
+            let mut cmd = evalsha(&FENCE, 2);
+            cmd.arg(counter_key(prefix_of(&name.lock_key)))
+                .arg(&name.lock_key)
+                .arg(token);
+            let answer: redis::Value = self.eval(&FENCE, &cmd).await?;
+            match answer {
+                redis::Value::Int(0) => Ok(None),
+                other => match acquire_answer(&other, Duration::ZERO)? {
+                    Acquired::Granted { fence, .. } => Ok(fence),
+                    Acquired::Busy { .. } => Err(BackendError::other(format!(
+                        "unexpected fence reply {other:?}"
+                    ))),
+                },
+            }
         })
     }
 

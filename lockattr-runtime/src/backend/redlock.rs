@@ -616,7 +616,7 @@ impl Drop for Cleanup {
 /// ])
 /// .await?;
 /// let guard = client.lock("invoice:7").acquire().await?;
-/// println!("fence {}", guard.fence());
+/// println!("fence {}", guard.fence().await?);
 /// # Ok(()) }
 /// ```
 pub struct RedlockBackend {
@@ -1074,7 +1074,10 @@ impl RedlockBackend {
         self.leases()
             .insert(token.to_owned(), Lease { attempt, value });
         cleanup.armed = false;
-        Ok(Acquired::Granted { fence, validity })
+        Ok(Acquired::Granted {
+            fence: Some(fence),
+            validity,
+        })
     }
 
     /// Give up an attempt that had a majority: every node gives back its grant (with a release notice),

@@ -580,6 +580,19 @@ impl Backend for SentinelBackend {
         })
     }
 
+    fn fence<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, BackendError>> {
+        Box::pin(async move {
+            let p = self.primary().await?;
+            let r = p.backend.fence(name, token).await;
+            self.state.after(&p, &r);
+            r
+        })
+    }
+
     fn subscribe<'a>(&'a self, name: &'a LockName) -> BoxFuture<'a, Subscription> {
         Box::pin(async move {
             match self.primary().await {

@@ -21,7 +21,7 @@ fn now_us() -> u128 {
 async fn critical(hold: Duration) -> Result<String, LockError> {
     let start = now_us();
     tokio::time::sleep(hold).await;
-    let fence = lockattr_runtime::current_fence().unwrap_or(0);
+    let fence = lockattr_runtime::current_fence().await?;
     Ok(format!("{start} {} {fence}", now_us()))
 }
 

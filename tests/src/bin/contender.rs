@@ -34,10 +34,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .run(async {
                 let start = now_us();
                 tokio::time::sleep(hold).await;
-                let fence = lockattr_runtime::current_fence().unwrap_or(0);
-                format!("{start} {} {fence}", now_us())
+                let fence = lockattr_runtime::current_fence().await?;
+                Ok::<_, lockattr_runtime::LockError>(format!("{start} {} {fence}", now_us()))
             })
-            .await?;
+            .await??;
         lines.push(line);
     }
     println!("{}", lines.join("\n"));

@@ -226,7 +226,7 @@ pub fn analyze(d: RunData) -> Result<Report, String> {
             "fence-issue-order",
             "the lock server issued each key's fences in strictly increasing order (MONITOR)",
         );
-        c.checked = d.monitor.grants;
+        c.checked = d.monitor.fences;
         c.violations = d.monitor.fence_regressions;
         c.examples = d.monitor.fence_examples.clone();
         checks.push(c);

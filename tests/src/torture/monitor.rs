@@ -8,12 +8,15 @@
 //! - nothing but the scripts writes lock keys;
 //! - nothing runs a lockattr script after a given moment (the end-of-run quiet window).
 //!
-//! Scripts are recognised by their shape: acquire has 2 keys and 2 arguments (token, ttl), release 1
-//! key and 3 arguments (token, channel, keep-for), a renewal batch `n` keys and `2n` arguments (tokens,
-//! then TTLs). Concurrent acquires and releases that the client coalesced into one call: a coalesced
-//! acquire has `2n` keys (lock, counter per lock) and the marker argument `many` followed by a token
-//! and a TTL per lock; a coalesced release `n` keys and `3n` arguments (token, channel, keep-for per
-//! lock). When the connection drops (a restart), commands may have been missed, so every key's
+//! Scripts are recognised by their shape (see [`finalize`]): the single-node script (the fence counter,
+//! then the locks to release and to acquire), the one-lock release (1 key, the token), the fence issue
+//! (the counter and the lock, the token), the Cluster/Redlock release (`release` marker) and renewal
+//! batches (`n` keys, `2n` arguments). An idle client also takes a free lock with a plain client
+//! `SET lock token NX PX ttl`; the trace does not show whether it succeeded, so the witness decides
+//! from its own view of the key: a free key is granted, a held one may have expired in the meantime,
+//! so the holder becomes one of a few candidates (the old holder or the new token) until a script
+//! shows which: an owner-checked `PEXPIRE`, `DEL` or fence issue, or a busy script acquire by a
+//! candidate. When the connection drops (a restart), commands may have been missed, so every key's
 //! holder becomes unknown (never a false alarm) until its next grant.
 
 use std::collections::{HashMap, HashSet};
@@ -34,8 +37,13 @@ pub struct MonitorStats {
     pub lines: u64,
     /// Times the connection was (re-)established.
     pub connections: u64,
-    /// Successful grants (`SET NX` followed by the fence update).
+    /// Successful grants seen (a script `SET NX` followed by the fence update, or a plain `SET NX` on a
+    /// key the witness knows to be free).
     pub grants: u64,
+    /// Fences issued (with a grant, or later on the holder's request).
+    pub fences: u64,
+    /// Plain client `SET NX` attempts on lock keys.
+    pub plain_sets: u64,
     /// Acquire attempts that found the key busy.
     pub busy: u64,
     /// Renewal batches.
@@ -61,7 +69,8 @@ pub struct MonitorStats {
     pub fence_regressions: u64,
     /// Examples of fence regressions.
     pub fence_examples: Vec<String>,
-    /// Violations: a lock key written by something other than a lockattr script.
+    /// Violations: a lock key written by something other than a lockattr script or lockattr's plain
+    /// `SET lock token NX PX ttl`.
     pub unscripted_writes: u64,
     /// Examples of unscripted writes.
     pub unscripted_examples: Vec<String>,
@@ -74,6 +83,8 @@ pub struct MonitorStats {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Owner {
     Token(String),
+    /// One of these tokens holds it (or, for the first, the lease ran out and nobody does).
+    Maybe(Vec<String>),
     Free,
     Unknown,
 }
@@ -417,12 +428,27 @@ fn process(st: &mut State, line: &str, prefix: &str, quiet: u64) {
         });
         return;
     }
-    if WRITES.contains(&cmd.as_str()) && m.args.get(1).is_some_and(|k| k.starts_with(prefix)) {
+    let lock_key = m.args.get(1).filter(|k| k.starts_with(prefix));
+    if let (Some(lock), true) = (lock_key, is_plain_acquire(&m.args)) {
+        let (lock, token) = (lock.clone(), m.args[2].clone());
+        plain_set(st, &lock, &token);
+        return;
+    }
+    if WRITES.contains(&cmd.as_str()) && lock_key.is_some() {
         st.stats.unscripted_writes += 1;
         if st.stats.unscripted_examples.len() < MAX_EXAMPLES {
             st.stats.unscripted_examples.push(line.to_owned());
         }
     }
+}
+
+/// `SET lock token NX PX ttl`, exactly as lockattr sends it.
+fn is_plain_acquire(args: &[String]) -> bool {
+    args.len() == 6
+        && eq(&args[0], "SET")
+        && eq(&args[3], "NX")
+        && eq(&args[4], "PX")
+        && args[5].parse::<u64>().is_ok()
 }
 
 fn owner(st: &State, key: &str) -> Owner {
@@ -436,9 +462,11 @@ fn owner(st: &State, key: &str) -> Owner {
         })
 }
 
-fn touch(st: &mut State, key: &str, token: &str, what: &str, ts: u64) {
+/// Check that `token` may hold `key` for an owner-checked `what`; `false` (and a violation) if not.
+fn touch(st: &mut State, key: &str, token: &str, what: &str, ts: u64) -> bool {
     let ok = match owner(st, key) {
         Owner::Token(t) => t == token,
+        Owner::Maybe(ts) => ts.iter().any(|t| t == token),
         Owner::Unknown => true,
         Owner::Free => false,
     };
@@ -451,6 +479,7 @@ fn touch(st: &mut State, key: &str, token: &str, what: &str, ts: u64) {
             ));
         }
     }
+    ok
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -460,6 +489,12 @@ fn eq(a: &str, b: &str) -> bool {
 /// A grant of `lock` to `token` with `fence`: check the fence order, record the holder.
 fn record_grant(st: &mut State, lock: &str, token: String, fence: u64, ts: u64) {
     st.stats.grants += 1;
+    record_fence(st, lock, token, fence, ts);
+}
+
+/// `fence` issued to `token`, the holder of `lock`: check the fence order, record the holder.
+fn record_fence(st: &mut State, lock: &str, token: String, fence: u64, ts: u64) {
+    st.stats.fences += 1;
     let last = st.last_fence.get(lock).copied().unwrap_or(0);
     if fence <= last {
         st.stats.fence_regressions += 1;
@@ -510,6 +545,26 @@ fn follow_acquires(
         }
     }
     st.stats.busy += (locks.len() - granted.len()) as u64;
+    // A token whose script acquire found the lock busy does not hold it: drop it from the candidates
+    // a plain `SET NX` left.
+    for (i, lock) in locks.iter().enumerate() {
+        if granted.contains(&i) {
+            continue;
+        }
+        if let Some(Owner::Maybe(ts)) = st.owners.get_mut(lock) {
+            ts.retain(|t| t != tokens[i]);
+            match ts.len() {
+                0 => {
+                    st.owners.insert(lock.clone(), Owner::Unknown);
+                }
+                1 => {
+                    let t = ts[0].clone();
+                    st.owners.insert(lock.clone(), Owner::Token(t));
+                }
+                _ => {}
+            }
+        }
+    }
     match last {
         Some(last) => {
             let first = (last + 1).saturating_sub(granted.len() as u64);
@@ -545,14 +600,43 @@ fn follow_releases(
         };
         let (lock, token) = (lock.clone(), (*token).clone());
         if eq(&c[0], "DEL") && c.get(1) == Some(&lock) {
-            touch(st, &lock, &token, "release (DEL)", ts);
+            let _ = touch(st, &lock, &token, "release (DEL)", ts);
             st.owners.insert(lock.clone(), Owner::Free);
             st.deleted_tokens.insert(token);
             st.stats.releases_deleted += 1;
-        } else if eq(&c[0], "PEXPIRE") && c.get(1) == Some(&lock) {
-            touch(st, &lock, &token, "release (PEXPIRE)", ts);
+        } else if eq(&c[0], "PEXPIRE")
+            && c.get(1) == Some(&lock)
+            && touch(st, &lock, &token, "release (PEXPIRE)", ts)
+        {
+            resolve(st, &lock, token);
         }
     }
+}
+
+/// An owner-checked command ran for `token` on `lock`: the token holds it (unless the holder is
+/// unknown, which stays unknown).
+fn resolve(st: &mut State, lock: &str, token: String) {
+    if owner(st, lock) != Owner::Unknown {
+        st.owners.insert(lock.to_owned(), Owner::Token(token));
+    }
+}
+
+/// A plain client `SET lock token NX PX ttl` (an idle client's acquire).
+fn plain_set(st: &mut State, lock: &str, token: &str) {
+    st.stats.plain_sets += 1;
+    let next = match owner(st, lock) {
+        Owner::Free => {
+            st.stats.grants += 1;
+            Owner::Token(token.to_owned())
+        }
+        Owner::Token(t) => Owner::Maybe(vec![t, token.to_owned()]),
+        Owner::Maybe(mut ts) => {
+            ts.push(token.to_owned());
+            Owner::Maybe(ts)
+        }
+        Owner::Unknown => Owner::Unknown,
+    };
+    st.owners.insert(lock.to_owned(), next);
 }
 
 /// Process the pending script group, if any.
@@ -584,6 +668,25 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
         }
     }
     match (nkeys, argv.len()) {
+        (2, 1) if keys[0].ends_with(":fence") => {
+            // Fence issue: KEYS = counter, lock; ARGV = token. GET the lock, and when it holds the
+            // token, TIME and `SET counter fence GET` (maybe `SET counter fence` again).
+            let (lock, token) = (keys[1].clone(), argv[0].clone());
+            let fence = g
+                .lua
+                .iter()
+                .filter(|c| eq(&c[0], "SET") && c.get(1) == Some(&keys[0]))
+                .filter_map(|c| c.get(2).and_then(|v| v.parse::<u64>().ok()))
+                .next_back();
+            if let Some(fence) = fence {
+                let _ = touch(st, &lock, &token, "fence issue", g.ts);
+                record_fence(st, &lock, token, fence, g.ts);
+            }
+        }
+        (1, 1) => {
+            // One-lock release: KEYS = the lock; ARGV = the token.
+            follow_releases(st, keys, &[&argv[0]], &g.lua, g.ts);
+        }
         (n, a) if n >= 1 && a == 2 * n - 1 && keys[0].ends_with(":fence") => {
             // The single-node script: KEYS = the fence counter, the locks to release, the locks to
             // acquire; ARGV = the number of releases, token and mode per release, token and ttl per
@@ -650,7 +753,9 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                     }
                     st.stats.renew_extended += 1;
                     let (key, token) = (key.clone(), token.clone());
-                    touch(st, &key, &token, "renewal (PEXPIRE)", g.ts);
+                    if touch(st, &key, &token, "renewal (PEXPIRE)", g.ts) {
+                        resolve(st, &key, token);
+                    }
                 }
             }
         }
@@ -814,5 +919,80 @@ mod tests {
         assert_eq!(st.stats.releases_deleted, 1);
         assert_eq!(st.stats.fence_regressions, 1);
         assert_eq!(st.stats.unscripted_writes, 1);
+    }
+
+    #[test]
+    fn follows_plain_acquires_one_lock_releases_and_fence_issues() {
+        let mut st = State::default();
+        feed(
+            &mut st,
+            &[
+                // tok1 takes the free lock with a plain SET, asks for its fence, releases.
+                r#"1.0 [0 c:1] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
+                r#"1.1 [0 c:1] "EVALSHA" "f" "2" "t:fence" "t:{a}" "tok1""#,
+                r#"1.11 [0 lua] "GET" "t:{a}""#,
+                r#"1.12 [0 lua] "TIME""#,
+                r#"1.13 [0 lua] "SET" "t:fence" "7" "GET""#,
+                r#"1.2 [0 c:1] "EVALSHA" "r1" "1" "t:{a}" "tok1""#,
+                r#"1.21 [0 lua] "GET" "t:{a}""#,
+                r#"1.22 [0 lua] "DEL" "t:{a}""#,
+                // tok2 takes it; tok3's plain SET may have found it expired: either holds it now.
+                r#"2.0 [0 c:2] "SET" "t:{a}" "tok2" "NX" "PX" "500""#,
+                r#"2.1 [0 c:3] "SET" "t:{a}" "tok3" "NX" "PX" "500""#,
+            ],
+        );
+        assert_eq!(st.stats.plain_sets, 3);
+        assert_eq!(st.stats.grants, 2, "{:?}", st.stats);
+        assert_eq!(st.stats.fences, 1);
+        assert_eq!(st.stats.releases_deleted, 1);
+        assert_eq!(st.stats.unscripted_writes, 0);
+        assert_eq!(st.token_of.get(&("t:{a}".into(), 7)), Some(&"tok1".into()));
+        assert_eq!(
+            owner(&st, "t:{a}"),
+            Owner::Maybe(vec!["tok2".into(), "tok3".into()])
+        );
+        // tok3's script acquire then finds it busy: tok2 holds it; its fence must be above 7, and a
+        // release by tok3 would touch tok2's lock.
+        feed(
+            &mut st,
+            &[
+                r#"2.2 [0 c:3] "EVALSHA" "m" "2" "t:fence" "t:{a}" "0" "tok3" "500""#,
+                r#"2.21 [0 lua] "SET" "t:{a}" "tok3" "NX" "PX" "500" "GET""#,
+                r#"2.22 [0 lua] "PTTL" "t:{a}""#,
+                r#"2.23 [0 lua] "APPEND" "t:{a}" "*""#,
+            ],
+        );
+        assert_eq!(owner(&st, "t:{a}"), Owner::Token("tok2".into()));
+        assert_eq!(st.stats.busy, 1);
+        feed(
+            &mut st,
+            &[
+                r#"3.0 [0 c:2] "EVALSHA" "f" "2" "t:fence" "t:{a}" "tok2""#,
+                r#"3.01 [0 lua] "GET" "t:{a}""#,
+                r#"3.02 [0 lua] "TIME""#,
+                r#"3.03 [0 lua] "SET" "t:fence" "6" "GET""#,
+                r#"3.1 [0 c:3] "EVALSHA" "r1" "1" "t:{a}" "tok3""#,
+                r#"3.11 [0 lua] "GET" "t:{a}""#,
+                r#"3.12 [0 lua] "DEL" "t:{a}""#,
+                r#"3.13 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
+            ],
+        );
+        assert_eq!(st.stats.fence_regressions, 1, "{:?}", st.stats);
+        assert_eq!(st.stats.foreign_touches, 1, "{:?}", st.stats);
+        // A fence refused (not the owner) issues nothing; a foreign fence issue is a violation.
+        feed(
+            &mut st,
+            &[
+                r#"4.0 [0 c:4] "EVALSHA" "f" "2" "t:fence" "t:{b}" "tok4""#,
+                r#"4.01 [0 lua] "GET" "t:{b}""#,
+                r#"4.1 [0 c:5] "SET" "t:{b}" "tok5" "NX" "PX" "500""#,
+                r#"4.2 [0 c:6] "EVALSHA" "f" "2" "t:fence" "t:{b}" "tok6""#,
+                r#"4.21 [0 lua] "GET" "t:{b}""#,
+                r#"4.22 [0 lua] "TIME""#,
+                r#"4.23 [0 lua] "SET" "t:fence" "9" "GET""#,
+            ],
+        );
+        assert_eq!(st.stats.fences, 3, "{:?}", st.stats);
+        assert_eq!(st.stats.foreign_touches, 2, "{:?}", st.stats);
     }
 }

@@ -182,8 +182,10 @@ impl Report {
         let m = &self.monitor;
         let _ = writeln!(
             o,
-            "server (MONITOR)      grants {}  busy {}  renewal batches {} ({} leases, {} extended)  releases {} ({} deleted)  NOSCRIPT reloads {}",
+            "server (MONITOR)      grants {}  plain SET NX attempts {}  fences {}  busy {}  renewal batches {} ({} leases, {} extended)  releases {} ({} deleted)  NOSCRIPT reloads {}",
             m.grants,
+            m.plain_sets,
+            m.fences,
             m.busy,
             m.renew_batches,
             m.renew_items,

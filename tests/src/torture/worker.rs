@@ -401,7 +401,9 @@ async fn one_call(
         let ctx = ctx.clone();
         let key = key.clone();
         async move {
-            let fence = lockattr_runtime::current_fence().unwrap_or(0);
+            // A free lock is granted without a fence; asking for it issues one (owner-checked). When
+            // that fails (lost, or the server unreachable), the body ends without touching the resource.
+            let fence = lockattr_runtime::current_fence().await?;
             let t_start = now_us();
             {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
@@ -431,11 +433,11 @@ async fn one_call(
                 }
                 Ok(Answer::Rejected) => {
                     bump(&|s| s.reads_rejected += 1);
-                    return;
+                    return Ok(());
                 }
                 Err(_) => {
                     bump(&|s| s.resource_errors += 1);
-                    return;
+                    return Ok(());
                 }
             };
             let mut pauses = vec![plan.hold1];
@@ -468,15 +470,16 @@ async fn one_call(
                     Ok(Answer::Accepted(_)) => bump(&|s| s.writes_ok += 1),
                     Ok(Answer::Rejected) => {
                         bump(&|s| s.writes_rejected += 1);
-                        return;
+                        return Ok(());
                     }
                     Err(_) => {
                         bump(&|s| s.resource_errors += 1);
-                        return;
+                        return Ok(());
                     }
                 }
             }
             bump(&|s| s.t_done = now_us());
+            Ok::<(), LockError>(())
         }
     };
     let fut = ctx
@@ -495,8 +498,8 @@ async fn one_call(
     let outcome = match result {
         None if s.t_start > 0 => Outcome::Cancelled,
         None => Outcome::AcquireCancelled,
-        Some(Ok(())) => Outcome::Ok,
-        Some(Err(e)) => classify(&e),
+        Some(Ok(Ok(()))) => Outcome::Ok,
+        Some(Ok(Err(e)) | Err(e)) => classify(&e),
     };
     Hold {
         writer,
