@@ -572,7 +572,8 @@ struct Coalescer<R> {
 /// What [`Coalescer::enter`] decided for one request.
 enum Entry<R, T> {
     /// A regular slot is free: send the request at once (and call [`Coalescer::next`] when done).
-    Slot,
+    /// `true` when nothing else was in flight (the client is idle).
+    Slot(bool),
     /// Queued; the answer comes on the receiver.
     Queued(oneshot::Receiver<T>),
     /// Queued, and the queue made a full batch while the regular slots are busy: an extra slot was
@@ -598,7 +599,7 @@ impl<R> Coalescer<R> {
         let mut st = self.state();
         if st.0 < MAX_IN_FLIGHT {
             st.0 += 1;
-            return Entry::Slot;
+            return Entry::Slot(st.0 == 1);
         }
         let (tx, rx) = oneshot::channel();
         st.1.push(make(tx));
@@ -658,6 +659,11 @@ struct Batching {
 /// dropped mid-call), the queued operations are sent in the same slot by a task of their own.
 struct SlotGuard {
     batch: Arc<Batching>,
+    /// Nothing else was in flight when the slot was taken: the client is idle, and the operation goes
+    /// out as the leanest command (plain `SET NX PX`, one-lock release). A busy client sends its
+    /// operations through the coalesced script instead, so that the calls in flight keep carrying
+    /// batches.
+    idle: bool,
 }
 
 impl Drop for SlotGuard {
@@ -799,8 +805,9 @@ impl Batching {
         make: impl FnOnce(oneshot::Sender<T>) -> Op,
     ) -> Result<SlotGuard, oneshot::Receiver<T>> {
         match self.ops.enter(make) {
-            Entry::Slot => Ok(SlotGuard {
+            Entry::Slot(idle) => Ok(SlotGuard {
                 batch: self.clone(),
+                idle,
             }),
             Entry::Queued(rx) => Err(rx),
             Entry::Lead(rx, ops) => {
@@ -955,14 +962,15 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            let _slot = match queued {
+            let slot = match queued {
                 Ok(slot) => slot,
                 Err(rx) => return queued_answer(rx, self.timeout).await,
             };
-            // Alone and with no local waiter on this lock (so probably free): a plain `SET NX PX`, the
-            // least a lock can cost; the fence is issued later, when the holder asks (`fence`). When it
-            // is busy, the script call below marks it, reads its TTL, or takes it if it was freed.
-            if !self.hub.is_watched(&name.channel) {
+            // An idle client, and no local waiter on this lock (so probably free): a plain `SET NX PX`,
+            // the least a lock can cost; the fence is issued later, when the holder asks (`fence`).
+            // When it is busy, the script call below marks it, reads its TTL, or takes it if it was
+            // freed.
+            if slot.idle && !self.hub.is_watched(&name.channel) {
                 let mut cmd = redis::cmd("SET");
                 cmd.arg(&name.lock_key)
                     .arg(token)
@@ -1040,11 +1048,11 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            let _slot = match queued {
+            let slot = match queued {
                 Ok(slot) => slot,
                 Err(rx) => return queued_answer(rx, self.timeout).await,
             };
-            if mode == 0 {
+            if mode == 0 && slot.idle {
                 let mut cmd = evalsha(&RELEASE1, 1);
                 cmd.arg(&name.lock_key).arg(token);
                 let code: i64 = self.eval(&RELEASE1, &cmd).await?;
@@ -1288,10 +1296,12 @@ pub(crate) async fn drain_while_down(
 mod tests {
     use super::{mask_url, Coalescer, Entry, FULL_BATCH, MAX_IN_FLIGHT, MAX_IN_FLIGHT_FULL};
 
-    /// What `enter` decided: `"slot"`, `"queued"`, or `"lead N"` for an extra call of N requests.
+    /// What `enter` decided: `"slot (idle)"` (nothing else in flight), `"slot"`, `"queued"`, or
+    /// `"lead N"` for an extra call of N requests.
     fn enter(c: &Coalescer<u32>, id: u32) -> String {
         match c.enter::<()>(|_| id) {
-            Entry::Slot => "slot".into(),
+            Entry::Slot(true) => "slot (idle)".into(),
+            Entry::Slot(false) => "slot".into(),
             Entry::Queued(_) => "queued".into(),
             Entry::Lead(_, ops) => format!("lead {}", ops.len()),
         }
@@ -1304,8 +1314,10 @@ mod tests {
     #[test]
     fn coalescer_sends_full_batches_in_extra_calls_and_never_strands_the_queue() {
         let c = Coalescer::<u32>::default();
-        // An idle client sends at once, in the regular slots.
-        for id in 0..MAX_IN_FLIGHT as u32 {
+        // An idle client sends at once, in the regular slots; only the first finds nothing else in
+        // flight.
+        assert_eq!(enter(&c, 0), "slot (idle)");
+        for id in 1..MAX_IN_FLIGHT as u32 {
             assert_eq!(enter(&c, id), "slot");
         }
         // Then requests queue until a full batch goes out in an extra call ...
@@ -1347,7 +1359,7 @@ mod tests {
         assert!(c.next().is_none());
         assert!(c.next().is_none());
         assert_eq!(in_flight(&c), 0);
-        assert_eq!(enter(&c, 1), "slot");
+        assert_eq!(enter(&c, 1), "slot (idle)");
     }
 
     #[test]
