@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use distributed_lock_core::traits::{DistributedLock, LockHandle, LockProvider};
+use lockattr_runtime::backend::redis::{RedisBackend, RedisOptions};
 use lockattr_runtime::{LockClient, LockError};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -89,7 +90,9 @@ impl Kind {
         matches!(self, Kind::Guard | Kind::Run | Kind::Attr)
     }
 
-    /// Whether this contender sends `SET` only from inside a script (for counting client requests).
+    /// Whether the server's counters cannot tell this contender's own `SET`s from those its scripts
+    /// run: lockattr sends `SET` itself only as an idle client's plain acquire, which it counts (see
+    /// [`Contender::plain_acquires`]); every other `SET` runs inside its scripts.
     pub fn set_is_scripted(self) -> bool {
         self.is_lockattr()
     }
@@ -114,8 +117,9 @@ pub enum Contender {
         /// The release script.
         release: Arc<redis::Script>,
     },
-    /// lockattr, any of its three ways in.
-    Lockattr(Kind, LockClient),
+    /// lockattr, any of its three ways in, and its backend (for what it sent: see
+    /// [`Contender::plain_acquires`]).
+    Lockattr(Kind, LockClient, Arc<RedisBackend>),
     /// rslock.
     Rslock(rslock::LockManager),
     /// distributed-lock-redis.
@@ -136,6 +140,15 @@ fn token() -> String {
 }
 
 impl Contender {
+    /// How many plain `SET NX PX` acquires lockattr's backend has sent so far (0 for the others, whose
+    /// `SET`s the server counts as requests).
+    pub fn plain_acquires(&self) -> u64 {
+        match self {
+            Contender::Lockattr(_, _, backend) => backend.stats().plain_acquires,
+            _ => 0,
+        }
+    }
+
     /// Connect `kind` to the server at `url`. `renew_every` configures distributed-lock's extension
     /// cadence (its TTL is [`TTL`] unless `ttl` is given).
     pub async fn connect(kind: Kind, url: &str, ttl: Duration) -> Result<Contender, String> {
@@ -152,14 +165,19 @@ impl Contender {
                 }
             }
             Kind::Guard | Kind::Run | Kind::Attr => {
+                let backend = Arc::new(
+                    RedisBackend::open(url, RedisOptions::default())
+                        .await
+                        .map_err(|e| e.to_string())?,
+                );
                 let client = LockClient::builder()
-                    .url(url)
+                    .backend(backend.clone())
                     .prefix("lb")
                     .default_ttl(ttl)
                     .connect()
                     .await
                     .map_err(|e| e.to_string())?;
-                Contender::Lockattr(kind, client)
+                Contender::Lockattr(kind, client, backend)
             }
             Kind::Rslock => Contender::Rslock(rslock::LockManager::new(vec![url.to_owned()])),
             Kind::DLock => {
@@ -179,7 +197,7 @@ impl Contender {
     /// The lockattr client, for lockattr contenders.
     pub fn lockattr_client(&self) -> Option<&LockClient> {
         match self {
-            Contender::Lockattr(_, c) => Some(c),
+            Contender::Lockattr(_, c, _) => Some(c),
             _ => None,
         }
     }
@@ -213,7 +231,7 @@ impl Contender {
                 }
                 Ok(())
             }
-            Contender::Lockattr(Kind::Guard, client) => {
+            Contender::Lockattr(Kind::Guard, client, _) => {
                 let guard = client
                     .lock(key)
                     .ttl(TTL)
@@ -222,13 +240,13 @@ impl Contender {
                     .map_err(|e| e.to_string())?;
                 guard.release().await.map_err(|e| e.to_string())
             }
-            Contender::Lockattr(Kind::Run, client) => client
+            Contender::Lockattr(Kind::Run, client, _) => client
                 .lock(key)
                 .ttl(TTL)
                 .run(async {})
                 .await
                 .map_err(|e| e.to_string()),
-            Contender::Lockattr(_, client) => attr_uncontended(client, key)
+            Contender::Lockattr(_, client, _) => attr_uncontended(client, key)
                 .await
                 .map_err(|e| e.to_string()),
             Contender::Rslock(manager) => {
@@ -292,7 +310,7 @@ impl Contender {
                         releasing,
                     })
                 }
-                Contender::Lockattr(Kind::Guard, client) => {
+                Contender::Lockattr(Kind::Guard, client, _) => {
                     let guard = client
                         .lock(key)
                         .ttl(TTL)
@@ -309,7 +327,7 @@ impl Contender {
                         releasing,
                     })
                 }
-                Contender::Lockattr(Kind::Run, client) => client
+                Contender::Lockattr(Kind::Run, client, _) => client
                     .lock(key)
                     .ttl(TTL)
                     .wait(Duration::from_secs(3600))
@@ -323,7 +341,7 @@ impl Contender {
                     })
                     .await
                     .map_err(|e| e.to_string()),
-                Contender::Lockattr(_, client) => attr_contended(client, key, hold)
+                Contender::Lockattr(_, client, _) => attr_contended(client, key, hold)
                     .await
                     .map_err(|e| e.to_string()),
                 Contender::Rslock(manager) => {

@@ -51,7 +51,7 @@ pub async fn hold_many(
 ) -> Result<Held, String> {
     let concurrency = concurrency.clamp(1, n.max(1));
     match contender {
-        Contender::Lockattr(_, client) => {
+        Contender::Lockattr(_, client, _) => {
             let mut tasks = Vec::new();
             for j in 0..concurrency {
                 let client = client.clone();

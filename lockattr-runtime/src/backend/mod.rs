@@ -32,7 +32,7 @@ pub mod sentinel;
 #[cfg(feature = "redis")]
 pub use self::cluster::ClusterBackend;
 #[cfg(feature = "redis")]
-pub use self::redis::RedisBackend;
+pub use self::redis::{RedisBackend, RedisStats};
 #[cfg(feature = "redis")]
 pub use self::redlock::RedlockBackend;
 #[cfg(feature = "redis")]

@@ -239,6 +239,32 @@ static RENEW: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RENEW_LUA));
 static RELEASE1: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RELEASE1_LUA));
 static FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(FENCE_LUA));
 
+/// What a [`RedisBackend`] has sent since it was opened (see [`RedisBackend::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RedisStats {
+    /// Commands sent on the command connection: script calls (a coalesced call counts once), plain
+    /// acquires, script loads after `NOSCRIPT`, pings. Not the release-notice connection's
+    /// `SUBSCRIBE`s.
+    pub commands: u64,
+    /// Of those, acquires sent as a plain `SET NX PX` (an idle client's; see [`RedisBackend`]).
+    /// Server-side counters cannot tell them from the `SET`s that scripts run.
+    pub plain_acquires: u64,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commands: std::sync::atomic::AtomicU64,
+    plain_acquires: std::sync::atomic::AtomicU64,
+}
+
+impl Counters {
+    fn sent(&self, n: u64) {
+        self.commands
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Options for [`RedisBackend::open`].
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
@@ -430,6 +456,7 @@ impl RedisBackend {
             subscriber: SubscriberSlot::default(),
             batch: Arc::new(Batching {
                 conn: conn.clone(),
+                counters: Counters::default(),
                 timeout: opts.command_timeout,
                 ops: Coalescer::default(),
             }),
@@ -447,9 +474,22 @@ impl RedisBackend {
         Ok(backend)
     }
 
+    /// What this backend has sent since it was opened: for diagnostics and benchmarks (server-side
+    /// command counters cannot tell an idle client's plain `SET NX PX` acquires from the `SET`s that
+    /// scripts run).
+    pub fn stats(&self) -> RedisStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        let c = &self.batch.counters;
+        RedisStats {
+            commands: c.commands.load(Relaxed),
+            plain_acquires: c.plain_acquires.load(Relaxed),
+        }
+    }
+
     /// Send `PING` (bounded by the command timeout).
     pub async fn ping(&self) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
+        self.batch.counters.sent(1);
         let cmd = redis::cmd("PING");
         let fut = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(self.timeout, fut).await {
@@ -483,6 +523,7 @@ impl RedisBackend {
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, BackendError> {
         let mut conn = self.conn.clone();
+        self.batch.counters.sent(1);
         self.bounded(inv.invoke_async(&mut conn)).await
     }
 
@@ -515,14 +556,17 @@ fn evalsha(script: &redis::Script, numkeys: usize) -> redis::Cmd {
 /// (`NOSCRIPT`: after a restart or `SCRIPT FLUSH`), load it and run the command again.
 async fn eval_on<T: redis::FromRedisValue>(
     conn: &ConnectionManager,
+    counters: &Counters,
     timeout: Duration,
     script: &redis::Script,
     cmd: &redis::Cmd,
 ) -> Result<T, BackendError> {
     let mut conn = conn.clone();
+    counters.sent(1);
     let fut = async move {
         match cmd.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                counters.sent(2);
                 script.prepare_invoke().load_async(&mut conn).await?;
                 cmd.query_async(&mut conn).await
             }
@@ -541,7 +585,7 @@ impl RedisBackend {
         script: &redis::Script,
         cmd: &redis::Cmd,
     ) -> Result<T, BackendError> {
-        eval_on(&self.conn, self.timeout, script, cmd).await
+        eval_on(&self.conn, &self.batch.counters, self.timeout, script, cmd).await
     }
 }
 
@@ -651,6 +695,8 @@ enum Op {
 /// What the coalesced calls need, shared with the tasks that send them.
 struct Batching {
     conn: ConnectionManager,
+    /// What the backend sent (shared by every path that sends).
+    counters: Counters,
     timeout: Duration,
     ops: Coalescer<Op>,
 }
@@ -788,7 +834,8 @@ impl Batching {
         for (_, token, ttl) in acquires {
             cmd.arg(*token).arg(ms(*ttl));
         }
-        let answers: Vec<redis::Value> = eval_on(&self.conn, self.timeout, &OPS, &cmd).await?;
+        let answers: Vec<redis::Value> =
+            eval_on(&self.conn, &self.counters, self.timeout, &OPS, &cmd).await?;
         if answers.len() != n {
             return Err(BackendError::other(format!(
                 "the lock script answered {} values for {n} operations",
@@ -978,6 +1025,11 @@ impl Backend for RedisBackend {
                     .arg("PX")
                     .arg(ms(ttl));
                 let mut conn = self.conn.clone();
+                let counters = &self.batch.counters;
+                counters.sent(1);
+                counters
+                    .plain_acquires
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let set: Option<redis::Value> = self.bounded(cmd.query_async(&mut conn)).await?;
                 if set.is_some() {
                     return Ok(Acquired::Granted {

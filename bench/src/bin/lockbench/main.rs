@@ -363,6 +363,7 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
             let before = redis_info::snapshot(&mut info)
                 .await
                 .map_err(|e| e.to_string())?;
+            let own0 = c.plain_acquires();
             let mut s = Samples::new();
             for _ in 0..per_block {
                 let t = Instant::now();
@@ -372,7 +373,8 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
             let after = redis_info::snapshot(&mut info)
                 .await
                 .map_err(|e| e.to_string())?;
-            let d = redis_info::delta(&before, &after);
+            let mut d = redis_info::delta(&before, &after);
+            d.own_sets = c.plain_acquires() - own0;
             let ops = (blocks * per_block) as f64;
             let e = exec_us.entry(*k).or_default();
             e.0 += d.request_usec(k.set_is_scripted()) as f64 / ops;
@@ -453,6 +455,7 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
                     .await
                     .map_err(|e| e.to_string())?;
                 let cpu0 = sys::cpu_time();
+                let own0 = c.plain_acquires();
                 let (rate, s, ops) = s2_once(
                     &c,
                     callers,
@@ -464,7 +467,8 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
                 let after = redis_info::snapshot(&mut info)
                     .await
                     .map_err(|e| e.to_string())?;
-                let d = redis_info::delta(&before, &after);
+                let mut d = redis_info::delta(&before, &after);
+                d.own_sets = c.plain_acquires() - own0;
                 let e = cpu.entry(k).or_default();
                 e.0 += client_cpu;
                 e.1 += d.cpu_s;
@@ -702,7 +706,10 @@ async fn s3(cfg: &Config, url: &str, rtt: Duration, report: &mut Report) -> Res<
             for k in rotated(&cfg.contenders, round) {
                 let c = Arc::new(Contender::connect(k, url, TTL).await?);
                 let key = format!("s3:{round}:{callers}:{}", k.id());
-                let r = s3_once(&c, url, callers, acquisitions, cfg.hold, cfg.s3_cap, &key).await?;
+                let own0 = c.plain_acquires();
+                let mut r =
+                    s3_once(&c, url, callers, acquisitions, cfg.hold, cfg.s3_cap, &key).await?;
+                r.delta.own_sets = c.plain_acquires() - own0;
                 drop(c);
                 let mut holds: Vec<Hold> = r.holds.iter().map(|(_, h)| *h).collect();
                 holds.sort_by_key(|h| h.acquired);
