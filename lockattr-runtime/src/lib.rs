@@ -51,10 +51,11 @@
 //! - only the owner (a 128-bit random token per acquisition) can renew or release a lock;
 //! - the holder learns that it lost the lock no later than its local deadline (last confirmed renewal's
 //!   send time + ttl - safety margin, on the monotonic clock), and the guarded future is cancelled;
-//! - every grant carries a **fencing token**, strictly increasing per key (also across a Redis restart
-//!   that lost all data, as long as the Redis host's clock does not run backwards): a resource that
-//!   rejects writes with a token lower than the highest it has seen turns "usually exclusive" into
-//!   "never a stale write".
+//! - every holder can get a **fencing token** ([`current_fence`], [`LockGuard::fence`]), strictly
+//!   increasing per key (also across a Redis restart that lost all data, as long as the Redis host's
+//!   clock does not run backwards), and only while it holds the lock: a resource that rejects writes
+//!   with a token lower than the highest it has seen turns "usually exclusive" into "never a stale
+//!   write". A lock that nobody fences costs no more than a plain `SET NX PX`.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
