@@ -83,7 +83,6 @@ impl Delta {
         scripted + set_usec * self.own_sets.min(sets) / sets
     }
 
-
     /// Script invocations (`EVAL`, `EVALSHA`, `FCALL` and their read-only forms).
     pub fn script_calls(&self) -> u64 {
         [
