@@ -13,6 +13,7 @@
 //! FLUSH`).
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -110,21 +111,12 @@ pub(crate) use take_fences_lua;
 
 /// The release of one lock with no minimum hold time and no local waiter (what an idle client sends):
 /// delete it if it holds the token, and publish the release notice when it carries the waiter mark.
-/// KEYS: the lock; ARGV: the token. Reply: 1 deleted, 0 not ours. The same work as the owner-checked
-/// delete every Redis lock library sends, plus the mark check.
-const RELEASE1_LUA: &str = r#"
-local v = redis.pcall('GET', KEYS[1])
-if v == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-if v == ARGV[1] .. '*' then
-  redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', KEYS[1] .. ':released', '1')
-  return 1
-end
-return 0
-"#;
+/// KEYS: the lock; ARGV: the token. Reply: 1 deleted, 0 not ours. `release_one` in mode 0: the same
+/// work as the owner-checked delete every Redis lock library sends, plus the mark check.
+const RELEASE1_LUA: &str = concat!(
+    release_one_lua!(),
+    "return release_one(KEYS[1], ARGV[1], 0)\n"
+);
 
 /// The fence of a grant made by a plain `SET NX PX` (an idle client's uncontended acquire), issued when
 /// the holder asks for it: if the lock still holds the token (marked or not), take the next fence of
@@ -243,26 +235,10 @@ static FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(FENCE_LUA));
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisStats {
-    /// Commands sent on the command connection: script calls (a coalesced call counts once), plain
-    /// acquires, script loads after `NOSCRIPT`, pings. Not the release-notice connection's
-    /// `SUBSCRIBE`s.
-    pub commands: u64,
-    /// Of those, acquires sent as a plain `SET NX PX` (an idle client's; see [`RedisBackend`]).
-    /// Server-side counters cannot tell them from the `SET`s that scripts run.
+    /// Acquires sent as a plain `SET NX PX` (an idle client's; see [`RedisBackend`]). Server-side
+    /// counters cannot tell them from the `SET`s that scripts run; every other command lockattr
+    /// sends is a script call, which they count.
     pub plain_acquires: u64,
-}
-
-#[derive(Debug, Default)]
-struct Counters {
-    commands: std::sync::atomic::AtomicU64,
-    plain_acquires: std::sync::atomic::AtomicU64,
-}
-
-impl Counters {
-    fn sent(&self, n: u64) {
-        self.commands
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 /// Options for [`RedisBackend::open`].
@@ -456,7 +432,7 @@ impl RedisBackend {
             subscriber: SubscriberSlot::default(),
             batch: Arc::new(Batching {
                 conn: conn.clone(),
-                counters: Counters::default(),
+                plain_acquires: AtomicU64::new(0),
                 timeout: opts.command_timeout,
                 ops: Coalescer::default(),
             }),
@@ -478,18 +454,14 @@ impl RedisBackend {
     /// command counters cannot tell an idle client's plain `SET NX PX` acquires from the `SET`s that
     /// scripts run).
     pub fn stats(&self) -> RedisStats {
-        use std::sync::atomic::Ordering::Relaxed;
-        let c = &self.batch.counters;
         RedisStats {
-            commands: c.commands.load(Relaxed),
-            plain_acquires: c.plain_acquires.load(Relaxed),
+            plain_acquires: self.batch.plain_acquires.load(Ordering::Relaxed),
         }
     }
 
     /// Send `PING` (bounded by the command timeout).
     pub async fn ping(&self) -> Result<(), BackendError> {
         let mut conn = self.conn.clone();
-        self.batch.counters.sent(1);
         let cmd = redis::cmd("PING");
         let fut = cmd.query_async::<String>(&mut conn);
         match tokio::time::timeout(self.timeout, fut).await {
@@ -523,7 +495,6 @@ impl RedisBackend {
         inv: &redis::ScriptInvocation<'_>,
     ) -> Result<T, BackendError> {
         let mut conn = self.conn.clone();
-        self.batch.counters.sent(1);
         self.bounded(inv.invoke_async(&mut conn)).await
     }
 
@@ -556,17 +527,14 @@ fn evalsha(script: &redis::Script, numkeys: usize) -> redis::Cmd {
 /// (`NOSCRIPT`: after a restart or `SCRIPT FLUSH`), load it and run the command again.
 async fn eval_on<T: redis::FromRedisValue>(
     conn: &ConnectionManager,
-    counters: &Counters,
     timeout: Duration,
     script: &redis::Script,
     cmd: &redis::Cmd,
 ) -> Result<T, BackendError> {
     let mut conn = conn.clone();
-    counters.sent(1);
     let fut = async move {
         match cmd.query_async(&mut conn).await {
             Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                counters.sent(2);
                 script.prepare_invoke().load_async(&mut conn).await?;
                 cmd.query_async(&mut conn).await
             }
@@ -585,7 +553,7 @@ impl RedisBackend {
         script: &redis::Script,
         cmd: &redis::Cmd,
     ) -> Result<T, BackendError> {
-        eval_on(&self.conn, &self.batch.counters, self.timeout, script, cmd).await
+        eval_on(&self.conn, self.timeout, script, cmd).await
     }
 }
 
@@ -695,8 +663,8 @@ enum Op {
 /// What the coalesced calls need, shared with the tasks that send them.
 struct Batching {
     conn: ConnectionManager,
-    /// What the backend sent (shared by every path that sends).
-    counters: Counters,
+    /// Plain `SET NX PX` acquires sent (see [`RedisBackend::stats`]).
+    plain_acquires: AtomicU64,
     timeout: Duration,
     ops: Coalescer<Op>,
 }
@@ -834,8 +802,7 @@ impl Batching {
         for (_, token, ttl) in acquires {
             cmd.arg(*token).arg(ms(*ttl));
         }
-        let answers: Vec<redis::Value> =
-            eval_on(&self.conn, &self.counters, self.timeout, &OPS, &cmd).await?;
+        let answers: Vec<redis::Value> = eval_on(&self.conn, self.timeout, &OPS, &cmd).await?;
         if answers.len() != n {
             return Err(BackendError::other(format!(
                 "the lock script answered {} values for {n} operations",
@@ -1025,11 +992,7 @@ impl Backend for RedisBackend {
                     .arg("PX")
                     .arg(ms(ttl));
                 let mut conn = self.conn.clone();
-                let counters = &self.batch.counters;
-                counters.sent(1);
-                counters
-                    .plain_acquires
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.batch.plain_acquires.fetch_add(1, Ordering::Relaxed);
                 let set: Option<redis::Value> = self.bounded(cmd.query_async(&mut conn)).await?;
                 if set.is_some() {
                     return Ok(Acquired::Granted {
