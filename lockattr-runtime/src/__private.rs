@@ -79,10 +79,11 @@ impl<E: From<LockError>> LockFailure for E {}
 
 /// Acquire, run `body` under the lock, release; lock failures become `E`.
 ///
-/// A plain fn returning the request's own future (no `async` layer of its own), and it takes the
-/// client by value into the request (no second clone): an annotated fn costs what the same
-/// `client.lock(..).run(..)` call written by hand costs (scenario 5 of the benchmarks). Inlined so
-/// the returned future is built in place in the caller's state rather than copied into it.
+/// A plain fn returning the request's own future, as `client.lock(..).run_result(..)` written by
+/// hand does: no `async` layer of its own, whose state would keep the client, the key and the
+/// options beside the request's (scenario 5 of the benchmarks compares the two). A client that could
+/// not be resolved makes a request that fails when run. Inlined so the returned future is built in
+/// place in the caller's state rather than copied into it.
 #[inline(always)]
 pub fn run_locked<T, E, F>(
     client: Result<LockClient, LockError>,
@@ -94,19 +95,23 @@ where
     F: Future<Output = Result<T, E>>,
     E: LockFailure,
 {
-    let req = client.map(|client| {
-        LockRequest::new(client, key)
-            .ttl(Duration::from_millis(opts.ttl_ms))
-            .auto_renew(opts.auto_renew)
-            .wait(Duration::from_millis(opts.wait_ms))
-            .min_hold(Duration::from_millis(opts.min_hold_ms))
-            .on_lost(if opts.finish_on_lost {
+    let req = match client {
+        Ok(client) => LockRequest::with_options(
+            client,
+            key,
+            Duration::from_millis(opts.ttl_ms),
+            opts.auto_renew,
+            Duration::from_millis(opts.wait_ms),
+            if opts.finish_on_lost {
                 OnLost::Finish
             } else {
                 OnLost::Cancel
-            })
-    });
-    LockRequest::run_result_of(req, body)
+            },
+            Duration::from_millis(opts.min_hold_ms),
+        ),
+        Err(e) => LockRequest::failed(e),
+    };
+    req.run_result(body)
 }
 
 #[cfg(test)]

@@ -64,19 +64,6 @@ pub struct KeyBuf {
     buf: String,
 }
 
-struct Escaping<'a>(&'a mut String);
-
-impl fmt::Write for Escaping<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        if needs_escape(s) {
-            self.0.push_str(&escape_component(s));
-        } else {
-            self.0.push_str(s);
-        }
-        Ok(())
-    }
-}
-
 impl KeyBuf {
     /// An empty key.
     pub fn new() -> Self {
@@ -90,10 +77,19 @@ impl KeyBuf {
     }
     /// Append an argument's `Display` output, escaped with [`escape_component`].
     pub fn arg<T: ?Sized + fmt::Display>(&mut self, v: &T) {
-        // Writing into a String cannot fail; a Display impl that returns Err leaves a partial value,
-        // which is still deterministic for the same value.
-        let _ = write!(Escaping(&mut self.buf), "{v}");
+        // The value is written in place and escaped afterwards, only when it holds a character to
+        // escape (rare: ids, names, numbers need none). Writing into a String cannot fail; a Display
+        // impl that returns Err leaves a partial value, which is still deterministic for the same
+        // value.
+        let start = self.buf.len();
+        let _ = write!(self.buf, "{v}");
+        if needs_escape(&self.buf[start..]) {
+            let escaped = escape_component(&self.buf[start..]).into_owned();
+            self.buf.truncate(start);
+            self.buf.push_str(&escaped);
+        }
     }
+
     /// The rendered key.
     pub fn finish(self) -> String {
         self.buf

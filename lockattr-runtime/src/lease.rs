@@ -508,6 +508,10 @@ pub struct LockRequest {
     wait: Duration,
     on_lost: OnLost,
     min_hold: Duration,
+    /// Why the request could not be built (the attribute's client could not be resolved): returned
+    /// by the first step of [`acquire`](Self::acquire), so that a failed request runs the same code
+    /// as a good one.
+    failed: Option<Box<LockError>>,
 }
 
 impl LockRequest {
@@ -520,6 +524,37 @@ impl LockRequest {
             wait: Duration::ZERO,
             on_lost: OnLost::Cancel,
             min_hold: Duration::ZERO,
+            failed: None,
+        }
+    }
+
+    /// A request that fails with `error` when run (no lock is taken).
+    pub(crate) fn failed(error: LockError) -> Self {
+        let mut req = LockRequest::new(LockClient::memory(), String::new());
+        req.failed = Some(Box::new(error));
+        req
+    }
+
+    /// A request with every option given at once (what the attribute's expansion builds, in one
+    /// write instead of a chain of builder moves).
+    pub(crate) fn with_options(
+        client: LockClient,
+        key: String,
+        ttl: Duration,
+        auto_renew: bool,
+        wait: Duration,
+        on_lost: OnLost,
+        min_hold: Duration,
+    ) -> Self {
+        LockRequest {
+            client,
+            key,
+            ttl: Some(ttl),
+            auto_renew,
+            wait,
+            on_lost,
+            min_hold,
+            failed: None,
         }
     }
 
@@ -586,6 +621,9 @@ impl LockRequest {
     }
 
     async fn acquire_inner(mut self) -> Result<LockGuard, LockError> {
+        if let Some(error) = self.failed.take() {
+            return Err(*error);
+        }
         let ttl = self.validate()?;
         let rt = tokio::runtime::Handle::try_current().map_err(|_| LockError::NoRuntime)?;
         let client = self.client.clone();
@@ -781,60 +819,36 @@ impl LockRequest {
     /// is lost meanwhile the future is cancelled (or, with [`OnLost::Finish`], allowed to finish) and
     /// [`LockError::Lost`] is returned. Inside, [`crate::current_lock`] describes the lock.
     pub async fn run<F: Future>(self, fut: F) -> Result<F::Output, LockError> {
-        let (out, lost) = self.run_inner(fut).await?;
-        match lost {
-            Some(e) => Err(e),
-            None => Ok(out),
-        }
+        self.run_inner::<F, Plain>(fut).await
     }
 
     /// Like [`run`](Self::run) for a fallible future: lock errors are converted into the future's error
     /// type. What `#[distributed_lock]` generates.
-    pub fn run_result<T, E, F>(self, fut: F) -> impl Future<Output = Result<T, E>>
+    pub async fn run_result<T, E, F>(self, fut: F) -> Result<T, E>
     where
         F: Future<Output = Result<T, E>>,
         E: From<LockError>,
     {
-        Self::run_result_of(Ok(self), fut)
+        self.run_inner::<F, Fallible>(fut).await
     }
 
-    /// [`run_result`](Self::run_result) of a request that may have failed to build (e.g. no client):
-    /// the error is returned as the future's error. What the attribute's expansion calls.
-    pub(crate) async fn run_result_of<T, E, F>(req: Result<Self, LockError>, fut: F) -> Result<T, E>
-    where
-        F: Future<Output = Result<T, E>>,
-        E: From<LockError>,
-    {
-        let req = match req {
-            Ok(req) => req,
-            Err(e) => return Err(E::from(e)),
-        };
-        match req.run_inner(fut).await {
-            Err(e) => Err(E::from(e)),
-            Ok((Err(user), _)) => Err(user),
-            Ok((Ok(_), Some(lost))) => Err(E::from(lost)),
-            Ok((Ok(v), None)) => Ok(v),
-        }
-    }
-
-    async fn run_inner<F: Future>(
-        self,
-        fut: F,
-    ) -> Result<(F::Output, Option<LockError>), LockError> {
+    /// The body of [`run`](Self::run) and [`run_result`](Self::run_result); `M` builds the result
+    /// on each exit path (so no intermediate tuple is moved out to be taken apart).
+    async fn run_inner<F: Future, M: RunOutput<F::Output>>(self, fut: F) -> M::Out {
         let on_lost = self.on_lost;
-        let guard = self.acquire().await?;
+        let guard = match self.acquire().await {
+            Ok(guard) => guard,
+            Err(e) => return M::failed(e),
+        };
         let current = CurrentLock::new(guard.core().clone(), Arc::downgrade(&guard.lease));
         let body = CURRENT.scope(current, fut);
         let out = match on_lost {
             OnLost::Cancel => {
                 let core = guard.core().clone();
-                tokio::select! {
-                    biased;
-                    reason = core.lost() => {
-                        // `body` is dropped here: the guarded work is cancelled.
-                        return Err(core.lost_error(reason, true));
-                    }
-                    out = body => out,
+                match until_lost(&core, body).await {
+                    Ok(out) => out,
+                    // `body` was dropped: the guarded work is cancelled.
+                    Err(reason) => return M::failed(core.lost_error(reason, true)),
                 }
             }
             OnLost::Finish => body.await,
@@ -842,7 +856,7 @@ impl LockRequest {
         let core = guard.core().clone();
         if let Some(reason) = core.lost_reason() {
             drop(guard);
-            return Ok((out, Some(core.lost_error(reason, false))));
+            return M::lost(out, core.lost_error(reason, false));
         }
         if !core.is_held() {
             // The deadline passed while the body finished; the watchdog had not said so yet.
@@ -853,18 +867,65 @@ impl LockRequest {
             };
             core.mark_lost(reason);
             drop(guard);
-            return Ok((out, Some(core.lost_error(reason, false))));
+            return M::lost(out, core.lost_error(reason, false));
         }
         match guard.release().await {
-            Ok(()) => Ok((out, None)),
-            Err(e @ LockError::Lost { .. }) => Ok((out, Some(e))),
+            Ok(()) => M::done(out),
+            Err(e @ LockError::Lost { .. }) => M::lost(out, e),
             Err(e) => {
                 // Held through the whole body as far as we know; only the release failed, so the key
                 // expires at its TTL. Report success.
                 tracing::warn!(key = %core.name.key, error = %e, "lockattr: release failed after the guarded work finished; the key expires at its TTL");
-                Ok((out, None))
+                M::done(out)
             }
         }
+    }
+}
+
+/// How [`LockRequest::run_inner`] turns the body's output `O` and the lock's fate into its result.
+trait RunOutput<O> {
+    type Out;
+    /// The lock was not taken, or was lost and the body cancelled.
+    fn failed(error: LockError) -> Self::Out;
+    /// The body finished, but the lock was lost before the end.
+    fn lost(out: O, error: LockError) -> Self::Out;
+    /// The body finished under the lock.
+    fn done(out: O) -> Self::Out;
+}
+
+/// [`LockRequest::run`]: lock errors beside the body's output.
+struct Plain;
+
+impl<O> RunOutput<O> for Plain {
+    type Out = Result<O, LockError>;
+    fn failed(error: LockError) -> Self::Out {
+        Err(error)
+    }
+    fn lost(_: O, error: LockError) -> Self::Out {
+        Err(error)
+    }
+    fn done(out: O) -> Self::Out {
+        Ok(out)
+    }
+}
+
+/// [`LockRequest::run_result`]: lock errors converted into the body's error type; the body's own error
+/// wins over a loss.
+struct Fallible;
+
+impl<T, E: From<LockError>> RunOutput<Result<T, E>> for Fallible {
+    type Out = Result<T, E>;
+    fn failed(error: LockError) -> Self::Out {
+        Err(E::from(error))
+    }
+    fn lost(out: Result<T, E>, error: LockError) -> Self::Out {
+        match out {
+            Err(user) => Err(user),
+            Ok(_) => Err(E::from(error)),
+        }
+    }
+    fn done(out: Result<T, E>) -> Self::Out {
+        out
     }
 }
 
@@ -874,4 +935,26 @@ fn jitter(remaining: Option<Duration>) -> Duration {
         .unwrap_or_default()
         .clamp(Duration::from_millis(1), Duration::from_millis(25));
     Duration::from_micros(rand::random_range(0..=cap.as_micros() as u64))
+}
+
+/// Run `body` until it finishes or the lease is lost, whichever comes first (a lease lost before
+/// the body's first poll, or between two polls, stops it without another poll).
+///
+/// The loss is checked with one atomic load before each poll of the body; the wake-up on loss is
+/// registered only once the body has to wait. A body that finishes in its first poll (a cache hit, a
+/// quick write) therefore costs no waiter registration on the lease's `Notify`.
+async fn until_lost<F: Future>(core: &LeaseCore, body: F) -> Result<F::Output, LostReason> {
+    use std::task::Poll;
+    let mut body = std::pin::pin!(body);
+    let mut lost = std::pin::pin!(core.lost());
+    std::future::poll_fn(|cx| {
+        if let Some(reason) = core.lost_reason() {
+            return Poll::Ready(Err(reason));
+        }
+        if let Poll::Ready(out) = body.as_mut().poll(cx) {
+            return Poll::Ready(Ok(out));
+        }
+        lost.as_mut().poll(cx).map(Err)
+    })
+    .await
 }
