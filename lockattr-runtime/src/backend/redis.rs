@@ -854,6 +854,10 @@ impl Batching {
     async fn run_queued(self: Arc<Self>, mut ops: Vec<Op>) {
         loop {
             self.send(std::mem::take(&mut ops)).await;
+            // Let the callers just answered run first: most of them queue their next operation at
+            // once (a release after an acquire), and it rides the next call instead of waiting for a
+            // later one.
+            tokio::task::yield_now().await;
             match self.ops.next() {
                 Some(next) => ops = next,
                 None => return,
