@@ -1,4 +1,4 @@
-//! One renewal task per client. It keeps every held lease in a timer heap, renews all leases that are due
+//! One renewal task per client. It keeps every held lease on a timeline, renews all leases that are due
 //! in one batched, owner-checked call per backend round trip, and tells a holder the moment its lease is
 //! gone: when a renewal answers "not yours", or when the lease's local deadline (send time of the last
 //! confirmed renewal + validity - safety margin, on the monotonic clock) passes without confirmation.
@@ -7,8 +7,7 @@
 //! happens before the release command is sent, and a renewal already in flight is owner-checked on the
 //! server, so it cannot extend a key that was deleted or taken over.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -84,6 +83,9 @@ struct Entry {
     gen: u32,
     renew_at: Option<Instant>,
     in_flight: bool,
+    /// How early its renewal may go out (see [`coalesce_window`]); kept here so that scanning the
+    /// timeline does not read the lease itself.
+    window: Duration,
 }
 
 impl Entry {
@@ -96,26 +98,92 @@ impl Entry {
     }
 }
 
+/// A lease event: when, lease id, generation (an event whose generation is not the entry's is stale).
+type Event = (Instant, u64, u32);
+
+/// Width of a [`Timeline`] slot.
+const SLOT: Duration = Duration::from_millis(1);
+
+/// Lease events by time, in slots of [`SLOT`]: a sorted map of slots, each an unsorted list of
+/// events. With 100,000 leases a binary heap of events spans megabytes, and each pop walks its height
+/// through cold cache lines; here adding an event appends to its slot's list, and the due events are
+/// read slot by slot, in order.
+struct Timeline {
+    origin: Instant,
+    slots: BTreeMap<u64, Vec<Event>>,
+    len: usize,
+}
+
+impl Default for Timeline {
+    fn default() -> Self {
+        Timeline {
+            origin: Instant::now(),
+            slots: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+impl Timeline {
+    fn slot(&self, at: Instant) -> u64 {
+        (at.saturating_duration_since(self.origin).as_nanos() / SLOT.as_nanos()) as u64
+    }
+
+    fn push(&mut self, event: Event) {
+        let slot = self.slot(event.0);
+        self.slots.entry(slot).or_default().push(event);
+        self.len += 1;
+    }
+
+    /// Events queued, stale ones included.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The time of the earliest event.
+    fn first(&self) -> Option<Instant> {
+        let (_, events) = self.slots.first_key_value()?;
+        events.iter().map(|e| e.0).min()
+    }
+
+    /// Take the events of the earliest slot if it begins at or before `until` (its events may be up to
+    /// one [`SLOT`] later than `until`).
+    fn take_first(&mut self, until: Instant) -> Option<Vec<Event>> {
+        let (&slot, _) = self.slots.first_key_value()?;
+        if slot > self.slot(until) {
+            return None;
+        }
+        let events = self.slots.pop_first()?.1;
+        self.len -= events.len();
+        Some(events)
+    }
+
+    /// Replace every event with `events`.
+    fn rebuild(&mut self, events: impl Iterator<Item = Event>) {
+        self.slots.clear();
+        self.len = 0;
+        for e in events {
+            self.push(e);
+        }
+    }
+}
+
 #[derive(Default)]
 struct State {
     entries: FastMap<u64, Entry>,
-    /// Events by time. Entries of leases that were unregistered (or rescheduled: older `gen`) stay until
-    /// they reach the top or the heap is compacted.
-    heap: BinaryHeap<Reverse<(Instant, u64, u32)>>,
-    /// When the task will next look at the heap by itself (`None`: it waits for a wake-up). A new lease
+    /// Events by time. Events of leases that were unregistered (or rescheduled: older `gen`) stay until
+    /// their time comes or the timeline is compacted.
+    timeline: Timeline,
+    /// When the task will next look at the timeline by itself (`None`: it waits for a wake-up). A new lease
     /// whose first event comes later needs no wake-up: registering stays off the task's path.
     next_wake: Option<Instant>,
 }
 
 /// Queue the next event of entry `id`; returns its time.
-fn push_event(
-    heap: &mut BinaryHeap<Reverse<(Instant, u64, u32)>>,
-    id: u64,
-    e: &mut Entry,
-) -> Instant {
+fn push_event(timeline: &mut Timeline, id: u64, e: &mut Entry) -> Instant {
     e.gen = e.gen.wrapping_add(1);
     let at = e.next_event();
-    heap.push(Reverse((at, id, e.gen)));
+    timeline.push((at, id, e.gen));
     at
 }
 
@@ -123,21 +191,18 @@ impl State {
     /// Queue the next event of `id`; returns its time.
     fn schedule(&mut self, id: u64) -> Option<Instant> {
         let e = self.entries.get_mut(&id)?;
-        Some(push_event(&mut self.heap, id, e))
+        Some(push_event(&mut self.timeline, id, e))
     }
 
-    /// Drop the stale heap entries once they outnumber the live ones (long-held locks would otherwise
-    /// keep every short-lived lock's entry behind them). Amortised O(1) per event.
+    /// Drop the stale events once they outnumber the live ones (long-held locks would otherwise keep
+    /// every short-lived lock's event behind them). Amortised O(1) per event.
     fn compact_if_needed(&mut self) {
-        if self.heap.len() <= 2 * self.entries.len() + 1024 {
+        if self.timeline.len() <= 2 * self.entries.len() + 1024 {
             return;
         }
-        let live: Vec<_> = self
-            .entries
-            .iter()
-            .map(|(id, e)| Reverse((e.next_event(), *id, e.gen)))
-            .collect();
-        self.heap = BinaryHeap::from(live);
+        let entries = &self.entries;
+        self.timeline
+            .rebuild(entries.iter().map(|(id, e)| (e.next_event(), *id, e.gen)));
     }
 }
 
@@ -187,6 +252,7 @@ impl Watchdog {
             st.entries.insert(
                 id,
                 Entry {
+                    window: coalesce_window(core.ttl),
                     core,
                     gen: 0,
                     renew_at,
@@ -247,9 +313,12 @@ fn retry_delay(ttl: Duration) -> Duration {
     (ttl / 10).clamp(Duration::from_millis(5), Duration::from_millis(250))
 }
 
+/// The widest [`coalesce_window`].
+const MAX_WINDOW: Duration = Duration::from_millis(50);
+
 /// Renewals due within this window are sent together (early by at most this much).
 fn coalesce_window(ttl: Duration) -> Duration {
-    (ttl / 20).min(Duration::from_millis(50))
+    (ttl / 20).min(MAX_WINDOW)
 }
 
 /// The task holds the shared state; [`Watchdog`]'s `Drop` aborts it.
@@ -275,12 +344,12 @@ async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// Pop every due event: leases past their deadline are told they are lost; leases due for renewal are
-/// grouped into batches. Returns the batches and the time of the next event.
+/// Take every due event: leases past their deadline are told they are lost; leases due for renewal
+/// are grouped into batches. Returns the batches and the time of the next event.
 ///
-/// A lease whose renewal is in flight has no event in the heap: its batch ends (answered, failed, or
-/// cut off at the earliest deadline of the batch, see [`renew_batch`]) and queues it again. That keeps
-/// renewal at one heap push and pop per lease and period.
+/// A lease whose renewal is in flight has no event on the timeline: its batch ends (answered, failed,
+/// or cut off at the earliest deadline of the batch, see [`renew_batch`]) and queues it again. That
+/// keeps renewal at one event per lease and period.
 fn collect_due(shared: &Shared) -> (Vec<Vec<Arc<LeaseCore>>>, Option<Instant>) {
     let now = Instant::now();
     let mut guard = shared.state();
@@ -288,30 +357,39 @@ fn collect_due(shared: &Shared) -> (Vec<Vec<Arc<LeaseCore>>>, Option<Instant>) {
     let mut due: Vec<Arc<LeaseCore>> = Vec::new();
     let mut requeue = Vec::new();
     let mut lost = Vec::new();
-    while let Some(&Reverse((when, id, gen))) = st.heap.peek() {
-        let Some(e) = st
-            .entries
-            .get_mut(&id)
-            .filter(|e| e.gen == gen && !e.in_flight)
-        else {
-            st.heap.pop();
-            continue;
-        };
-        let window = coalesce_window(e.core.ttl);
-        if when > now + window {
-            break;
-        }
-        st.heap.pop();
-        if e.core.deadline() <= now {
-            lost.push(id);
-            continue;
-        }
-        match e.renew_at {
-            Some(r) if r <= now + window => {
-                e.in_flight = true;
-                due.push(e.core.clone());
+    // No event later than the widest coalescing window can be due.
+    let horizon = now + MAX_WINDOW;
+    while let Some(events) = st.timeline.take_first(horizon) {
+        let mut kept = false;
+        for (when, id, gen) in events {
+            let Some(e) = st
+                .entries
+                .get_mut(&id)
+                .filter(|e| e.gen == gen && !e.in_flight)
+            else {
+                // Stale: unregistered, rescheduled, or in flight.
+                continue;
+            };
+            if when > now + e.window {
+                st.timeline.push((when, id, gen));
+                kept = true;
+                continue;
             }
-            _ => requeue.push(id),
+            if e.core.deadline() <= now {
+                lost.push(id);
+                continue;
+            }
+            match e.renew_at {
+                Some(r) if r <= now + e.window => {
+                    e.in_flight = true;
+                    due.push(e.core.clone());
+                }
+                _ => requeue.push(id),
+            }
+        }
+        if kept {
+            // An event of this slot is not due yet: later slots wait for the next look.
+            break;
         }
     }
     for id in lost {
@@ -327,15 +405,19 @@ fn collect_due(shared: &Shared) -> (Vec<Vec<Arc<LeaseCore>>>, Option<Instant>) {
     for id in requeue {
         st.schedule(id);
     }
-    let next = st.heap.peek().map(|Reverse((t, _, _))| *t);
+    let next = st.timeline.first();
     st.next_wake = next;
     drop(guard);
-    let batches = due.chunks(MAX_BATCH).map(<[_]>::to_vec).collect();
+    let mut batches = Vec::with_capacity(due.len().div_ceil(MAX_BATCH));
+    let mut due = due.into_iter();
+    while due.len() > 0 {
+        batches.push(due.by_ref().take(MAX_BATCH).collect());
+    }
     (batches, next)
 }
 
 /// Renew one batch and queue its leases again. The call is cut off at the earliest deadline of the batch
-/// (the leases are not in the heap meanwhile), so a stalled backend still ends in a loss signal on time.
+/// (the leases are not on the timeline meanwhile), so a stalled backend still ends in a loss signal on time.
 async fn renew_batch(shared: Arc<Shared>, batch: Vec<Arc<LeaseCore>>) {
     let sent = Instant::now();
     let cutoff = batch.iter().map(|c| c.deadline()).min().unwrap_or(sent);
@@ -375,7 +457,7 @@ async fn renew_batch(shared: Arc<Shared>, batch: Vec<Arc<LeaseCore>>) {
                         continue;
                     }
                 }
-                push_event(&mut st.heap, core.id, e);
+                push_event(&mut st.timeline, core.id, e);
             }
         }
         Err(err) => {
@@ -387,10 +469,48 @@ async fn renew_batch(shared: Arc<Shared>, batch: Vec<Arc<LeaseCore>>) {
                 e.in_flight = false;
                 e.renew_at = Some(now + retry_delay(core.ttl));
                 tracing::debug!(key = %core.name.key, error = %err, "lockattr: renewal failed; retrying inside the deadline");
-                push_event(&mut st.heap, core.id, e);
+                push_event(&mut st.timeline, core.id, e);
             }
         }
     }
     drop(guard);
     shared.wake.notify_one();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Timeline, SLOT};
+    use std::time::Duration;
+
+    #[test]
+    fn timeline_hands_out_slots_in_time_order() {
+        let mut t = Timeline::default();
+        let o = t.origin;
+        let ms = Duration::from_millis;
+        for (i, at) in [ms(30), ms(5), ms(5) + SLOT / 2, ms(12), ms(5)]
+            .into_iter()
+            .enumerate()
+        {
+            t.push((o + at, i as u64, 0));
+        }
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.first(), Some(o + ms(5)));
+        // Nothing begins before 5 ms.
+        assert!(t.take_first(o + ms(4)).is_none());
+        // The 5 ms slot holds three events (one half a slot later).
+        let mut first = t.take_first(o + ms(5)).unwrap();
+        first.sort();
+        assert_eq!(first.iter().map(|e| e.1).collect::<Vec<_>>(), vec![1, 4, 2]);
+        assert_eq!(t.len(), 2);
+        assert!(t.take_first(o + ms(11)).is_none());
+        assert_eq!(t.take_first(o + ms(100)).unwrap(), vec![(o + ms(12), 3, 0)]);
+        assert_eq!(t.first(), Some(o + ms(30)));
+        // An event before the origin goes to the first slot.
+        t.push((o - ms(1), 9, 1));
+        assert_eq!(t.first(), Some(o - ms(1)));
+        t.rebuild([(o + ms(7), 1, 2)].into_iter());
+        assert_eq!(t.len(), 1);
+        assert_eq!(t.take_first(o + ms(7)).unwrap(), vec![(o + ms(7), 1, 2)]);
+        assert!(t.first().is_none() && t.len() == 0);
+    }
 }
