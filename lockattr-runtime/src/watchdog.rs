@@ -101,16 +101,16 @@ impl Entry {
 /// A lease event: when, lease id, generation (an event whose generation is not the entry's is stale).
 type Event = (Instant, u64, u32);
 
-/// Width of a [`Timeline`] slot.
-const SLOT: Duration = Duration::from_millis(1);
-
-/// Lease events by time, in slots of [`SLOT`]: a sorted map of slots, each an unsorted list of
+/// Lease events by time, in slots of one millisecond: a sorted map of slots, each an unsorted list of
 /// events. With 100,000 leases a binary heap of events spans megabytes, and each pop walks its height
-/// through cold cache lines; here adding an event appends to its slot's list, and the due events are
-/// read slot by slot, in order.
+/// through cold cache lines; here the due events are read slot by slot, in order. A new event is
+/// first appended to a list of recent events and sorted into its slot when the watchdog task next
+/// looks: registering a lease (often released long before its first event) stays one `push`.
 struct Timeline {
     origin: Instant,
     slots: BTreeMap<u64, Vec<Event>>,
+    /// Events not sorted into their slots yet.
+    recent: Vec<Event>,
     len: usize,
 }
 
@@ -119,20 +119,33 @@ impl Default for Timeline {
         Timeline {
             origin: Instant::now(),
             slots: BTreeMap::new(),
+            recent: Vec::new(),
             len: 0,
         }
     }
 }
 
 impl Timeline {
+    /// The slot of `at`: whole milliseconds since the origin (no 128-bit division on this path).
     fn slot(&self, at: Instant) -> u64 {
-        (at.saturating_duration_since(self.origin).as_nanos() / SLOT.as_nanos()) as u64
+        let since = at.saturating_duration_since(self.origin);
+        since.as_secs() * 1000 + u64::from(since.subsec_millis())
     }
 
     fn push(&mut self, event: Event) {
-        let slot = self.slot(event.0);
-        self.slots.entry(slot).or_default().push(event);
+        self.recent.push(event);
         self.len += 1;
+    }
+
+    /// Sort the recent events into their slots.
+    fn settle(&mut self) {
+        let mut recent = std::mem::take(&mut self.recent);
+        for event in recent.drain(..) {
+            let slot = self.slot(event.0);
+            self.slots.entry(slot).or_default().push(event);
+        }
+        // Keep the list's buffer for the next events.
+        self.recent = recent;
     }
 
     /// Events queued, stale ones included.
@@ -141,14 +154,16 @@ impl Timeline {
     }
 
     /// The time of the earliest event.
-    fn first(&self) -> Option<Instant> {
+    fn first(&mut self) -> Option<Instant> {
+        self.settle();
         let (_, events) = self.slots.first_key_value()?;
         events.iter().map(|e| e.0).min()
     }
 
     /// Take the events of the earliest slot if it begins at or before `until` (its events may be up to
-    /// one [`SLOT`] later than `until`).
+    /// one slot later than `until`).
     fn take_first(&mut self, until: Instant) -> Option<Vec<Event>> {
+        self.settle();
         let (&slot, _) = self.slots.first_key_value()?;
         if slot > self.slot(until) {
             return None;
@@ -161,6 +176,7 @@ impl Timeline {
     /// Replace every event with `events`.
     fn rebuild(&mut self, events: impl Iterator<Item = Event>) {
         self.slots.clear();
+        self.recent.clear();
         self.len = 0;
         for e in events {
             self.push(e);
@@ -479,7 +495,7 @@ async fn renew_batch(shared: Arc<Shared>, batch: Vec<Arc<LeaseCore>>) {
 
 #[cfg(test)]
 mod tests {
-    use super::{Timeline, SLOT};
+    use super::Timeline;
     use std::time::Duration;
 
     #[test]
@@ -487,9 +503,15 @@ mod tests {
         let mut t = Timeline::default();
         let o = t.origin;
         let ms = Duration::from_millis;
-        for (i, at) in [ms(30), ms(5), ms(5) + SLOT / 2, ms(12), ms(5)]
-            .into_iter()
-            .enumerate()
+        for (i, at) in [
+            ms(30),
+            ms(5),
+            ms(5) + Duration::from_micros(500),
+            ms(12),
+            ms(5),
+        ]
+        .into_iter()
+        .enumerate()
         {
             t.push((o + at, i as u64, 0));
         }
