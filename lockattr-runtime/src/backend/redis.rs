@@ -623,6 +623,11 @@ impl<R> Coalescer<R> {
         Entry::Queued(rx)
     }
 
+    /// Requests queued.
+    fn queued(&self) -> usize {
+        self.state().1.len()
+    }
+
     /// A call finished: the queued requests to send next in the same slot, or `None` (slot freed).
     /// An extra slot is freed when less than a full batch is queued: the regular calls still in flight
     /// take it.
@@ -854,10 +859,13 @@ impl Batching {
     async fn run_queued(self: Arc<Self>, mut ops: Vec<Op>) {
         loop {
             self.send(std::mem::take(&mut ops)).await;
-            // Let the callers just answered run first: most of them queue their next operation at
-            // once (a release after an acquire), and it rides the next call instead of waiting for a
-            // later one.
-            tokio::task::yield_now().await;
+            // With less than a full batch queued, let the callers just answered run first: most of
+            // them queue their next operation at once (a release after an acquire), and it rides the
+            // next call instead of waiting for a later one. A full queue goes out at once (waiting
+            // for hundreds of callers would leave the server idle).
+            if self.ops.queued() < FULL_BATCH {
+                tokio::task::yield_now().await;
+            }
             match self.ops.next() {
                 Some(next) => ops = next,
                 None => return,
