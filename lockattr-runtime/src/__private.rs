@@ -96,19 +96,16 @@ where
     E: LockFailure,
 {
     let req = match client {
-        Ok(client) => LockRequest::with_options(
-            client,
-            key,
-            Duration::from_millis(opts.ttl_ms),
-            opts.auto_renew,
-            Duration::from_millis(opts.wait_ms),
-            if opts.finish_on_lost {
+        Ok(client) => LockRequest::new(client, key)
+            .ttl(Duration::from_millis(opts.ttl_ms))
+            .auto_renew(opts.auto_renew)
+            .wait(Duration::from_millis(opts.wait_ms))
+            .min_hold(Duration::from_millis(opts.min_hold_ms))
+            .on_lost(if opts.finish_on_lost {
                 OnLost::Finish
             } else {
                 OnLost::Cancel
-            },
-            Duration::from_millis(opts.min_hold_ms),
-        ),
+            }),
         Err(e) => LockRequest::failed(e),
     };
     req.run_result(body)

@@ -535,29 +535,6 @@ impl LockRequest {
         req
     }
 
-    /// A request with every option given at once (what the attribute's expansion builds, in one
-    /// write instead of a chain of builder moves).
-    pub(crate) fn with_options(
-        client: LockClient,
-        key: String,
-        ttl: Duration,
-        auto_renew: bool,
-        wait: Duration,
-        on_lost: OnLost,
-        min_hold: Duration,
-    ) -> Self {
-        LockRequest {
-            client,
-            key,
-            ttl: Some(ttl),
-            auto_renew,
-            wait,
-            on_lost,
-            min_hold,
-            failed: None,
-        }
-    }
-
     /// Lease length (default: the client's default TTL, 30 s). Between 100 ms and 7 days.
     pub fn ttl(mut self, ttl: Duration) -> Self {
         self.ttl = Some(ttl);
