@@ -141,3 +141,87 @@ async fn take_turns(a: &LockClient, holds: &std::sync::atomic::AtomicUsize, n: u
         g.release().await.unwrap();
     }
 }
+
+/// Under load, queued acquires of locks that no local waiter watches go out as plain `SET NX PX`s,
+/// pipelined beside the coalesced script call. One that finds its lock busy goes again through the
+/// script in the same send: it reports how long the lock stays busy and marks it, so the holder's
+/// release publishes a notice. The free locks are granted, and their fences are issued on request,
+/// still strictly above every fence issued before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_plain_acquires_fall_back_to_the_script_when_busy() {
+    use lockattr_runtime::backend::redis::{RedisBackend, RedisOptions};
+    use lockattr_runtime::LockError;
+
+    let server = RedisServer::spawn();
+    let backend = Arc::new(
+        RedisBackend::open(&server.url(), RedisOptions::default())
+            .await
+            .unwrap(),
+    );
+    let a = LockClient::builder()
+        .backend(backend.clone())
+        .prefix("t")
+        .connect()
+        .await
+        .unwrap();
+    let b = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    // Another client holds every fourth key; its fence bounds every later one.
+    let ttl = Duration::from_secs(20);
+    let mut held = Vec::new();
+    for i in (0..128).step_by(4) {
+        held.push(b.lock(format!("k:{i}")).ttl(ttl).acquire().await.unwrap());
+    }
+    let first_fence = held[0].fence().await.unwrap();
+    let plain0 = backend.stats().plain_acquires;
+    let tasks = (0..128).map(|i| {
+        let a = a.clone();
+        tokio::spawn(async move {
+            match a.lock(format!("k:{i}")).acquire().await {
+                Ok(g) => {
+                    let fence = g.fence().await.unwrap();
+                    g.release().await.unwrap();
+                    Ok(fence)
+                }
+                Err(e) => Err((i, e)),
+            }
+        })
+    });
+    let mut fences = Vec::new();
+    let mut busy = Vec::new();
+    for (i, t) in join_all(tasks).await.into_iter().enumerate() {
+        match t.unwrap() {
+            Ok(fence) => {
+                assert_ne!(i % 4, 0, "k:{i} is held by the other client");
+                fences.push(fence);
+            }
+            Err((i, LockError::Busy { remaining, .. })) => {
+                assert_eq!(i % 4, 0, "k:{i} was free");
+                // The script answered (a plain SET would not know the holder's TTL).
+                let remaining = remaining.expect("the script reports the holder's TTL");
+                assert!(remaining <= ttl && remaining > ttl / 2, "{remaining:?}");
+                busy.push(i);
+            }
+            Err((i, e)) => panic!("k:{i}: {e}"),
+        }
+    }
+    assert_eq!((fences.len(), busy.len()), (96, 32));
+    assert!(fences.iter().all(|&f| f > first_fence));
+    fences.sort_unstable();
+    fences.dedup();
+    assert_eq!(fences.len(), 96, "fences are unique");
+    // Every acquire went out first as a plain SET (idle, in a free slot, or pipelined in a batch).
+    assert_eq!(backend.stats().plain_acquires - plain0, 128);
+    // The busy ones were marked by the script, so their holder's release tells the waiters.
+    for i in busy {
+        let v = get(&mut conn, &format!("t:{{k:{i}}}"))
+            .await
+            .expect("still held");
+        assert!(v.ends_with('*'), "k:{i} not marked: {v}");
+    }
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+    for g in held {
+        g.release().await.unwrap();
+    }
+    assert_eq!(calls(&mut conn, "publish").await, 32);
+}

@@ -2,15 +2,15 @@
 //!
 //! One multiplexed, auto-reconnecting connection carries every command (acquires, releases, batched
 //! renewals); one more connection, owned by a background task, carries release notices for every waiter
-//! of the client. An idle client takes a free lock with a plain `SET NX PX` and releases it with a
-//! small owner-checked delete script (`RELEASE1_LUA`), the same work as the leanest lock; the fence of
-//! such a grant is issued when the holder asks for it (`FENCE_LUA`, owner-checked). Everything else
-//! (busy locks, minimum hold times, local waiters) runs in one Lua script (`OPS_LUA`) and renewals in
-//! another, so each call is one atomic round trip. Concurrent acquires and releases are coalesced (see
-//! `Coalescer`): under load one call carries the releases and acquires of many callers, with their
-//! fences issued at once. `EVALSHA`
-//! falls back to loading the script when the server answers `NOSCRIPT` (after a restart or `SCRIPT
-//! FLUSH`).
+//! of the client. A lock that no local waiter watches (so it is probably free) is taken with a plain
+//! `SET NX PX`, the cheapest acquire a server runs, and released with a small owner-checked delete
+//! script (`RELEASE1_LUA`), the same work as the leanest lock; the fence of such a grant is issued when
+//! the holder asks for it (`FENCE_LUA`, owner-checked). Everything else (busy locks, minimum hold
+//! times, local waiters) runs in one Lua script (`OPS_LUA`) and renewals in another, so each call is
+//! one atomic round trip. Concurrent acquires and releases are coalesced (see `Coalescer`): under load
+//! one round trip carries the releases of many callers in one script call and their plain acquires
+//! pipelined behind it. `EVALSHA` falls back to loading the script when the server answers `NOSCRIPT`
+//! (after a restart or `SCRIPT FLUSH`).
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +109,8 @@ end
 }
 pub(crate) use take_fences_lua;
 
-/// The release of one lock with no minimum hold time and no local waiter (what an idle client sends):
+/// The release of one lock with no minimum hold time and no local waiter (what a release that finds a
+/// free slot sends):
 /// delete it if it holds the token, and publish the release notice when it carries the waiter mark.
 /// KEYS: the lock; ARGV: the token. Reply: 1 deleted, 0 not ours. `release_one` in mode 0: the same
 /// work as the owner-checked delete every Redis lock library sends, plus the mark check.
@@ -118,7 +119,7 @@ const RELEASE1_LUA: &str = concat!(
     "return release_one(KEYS[1], ARGV[1], 0)\n"
 );
 
-/// The fence of a grant made by a plain `SET NX PX` (an idle client's uncontended acquire), issued when
+/// The fence of a grant made by a plain `SET NX PX` (an acquire of a lock no local waiter watched), issued when
 /// the holder asks for it: if the lock still holds the token (marked or not), take the next fence of
 /// the prefix's counter (see `take_fences`). KEYS: the counter, the lock; ARGV: the token. Reply: the
 /// fence (> 0), 0 when the lock is not ours, or `T:`/`E:` message as in [`OPS_LUA`].
@@ -152,8 +153,8 @@ return out
 );
 
 /// The single-node backend's one script: releases, then acquires, of any number of locks in one call
-/// (an idle client sends one operation; a busy one the operations that queued meanwhile, see
-/// [`Coalescer`]).
+/// (one operation, or the operations that queued meanwhile, see [`Coalescer`]; queued acquires of
+/// locks no local waiter watches go as plain `SET NX PX`s beside it instead).
 ///
 /// KEYS: the fence counter of the acquired locks' prefix (`prefix:fence`), the locks to release, the
 /// locks to acquire. ARGV: the number of releases, then token and mode per release (see
@@ -235,9 +236,9 @@ static FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(FENCE_LUA));
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct RedisStats {
-    /// Acquires sent as a plain `SET NX PX` (an idle client's; see [`RedisBackend`]). Server-side
-    /// counters cannot tell them from the `SET`s that scripts run; every other command lockattr
-    /// sends is a script call, which they count.
+    /// Acquires sent as a plain `SET NX PX` (of locks no local waiter watched; see [`RedisBackend`]).
+    /// Server-side counters cannot tell them from the `SET`s that scripts run; every other command
+    /// lockattr sends is a script call, which they count.
     pub plain_acquires: u64,
 }
 
@@ -451,7 +452,7 @@ impl RedisBackend {
     }
 
     /// What this backend has sent since it was opened: for diagnostics and benchmarks (server-side
-    /// command counters cannot tell an idle client's plain `SET NX PX` acquires from the `SET`s that
+    /// command counters cannot tell lockattr's plain `SET NX PX` acquires from the `SET`s that
     /// scripts run).
     pub fn stats(&self) -> RedisStats {
         RedisStats {
@@ -557,19 +558,21 @@ impl RedisBackend {
     }
 }
 
-/// Script calls that any operation may start. An operation (acquire or release) that finds this many
-/// in flight is queued, and queued operations go out together as one script call when a slot frees
-/// up: under load, one round trip and one script invocation carry many locks, so the server's
-/// per-request cost (parsing, script set-up, replies, system calls) is shared. An idle client sends
-/// each operation at once, exactly as without batching.
+/// Calls that any operation may start. An operation (acquire or release) that finds this many in
+/// flight is queued, and queued operations go out together in one round trip when a slot frees up:
+/// the releases (and acquires of watched locks) in one script call, the other acquires as plain
+/// `SET NX PX`s pipelined behind it. Under load one round trip carries many locks, so the per-request
+/// cost on both sides (system calls, script set-up) is shared. An idle client sends each operation at
+/// once, exactly as without batching.
 const MAX_IN_FLIGHT: usize = 2;
 /// Script calls in flight at most, counting the extra ones that carry full batches: when the regular
 /// slots are busy and [`FULL_BATCH`] operations have queued, the queue goes out at once instead of
 /// waiting for a slot, so the server is not left idle while the client handles answers (a full batch
 /// shares the per-call cost as well as a later one would).
 const MAX_IN_FLIGHT_FULL: usize = 4;
-/// Queued operations that make a batch worth an extra call (see [`MAX_IN_FLIGHT_FULL`]).
-const FULL_BATCH: usize = 16;
+/// Queued operations that make a batch worth an extra call (see [`MAX_IN_FLIGHT_FULL`]). With 64
+/// callers on 2 cores, 24 gave more throughput than 16 or 32 (BENCHMARKS.md, session 7).
+const FULL_BATCH: usize = 24;
 /// Most operations in one coalesced script call.
 const MAX_COALESCED: usize = 128;
 
@@ -584,8 +587,7 @@ struct Coalescer<R> {
 /// What [`Coalescer::enter`] decided for one request.
 enum Entry<R, T> {
     /// A regular slot is free: send the request at once (and call [`Coalescer::next`] when done).
-    /// `true` when nothing else was in flight (the client is idle).
-    Slot(bool),
+    Slot,
     /// Queued; the answer comes on the receiver.
     Queued(oneshot::Receiver<T>),
     /// Queued, and the queue made a full batch while the regular slots are busy: an extra slot was
@@ -611,7 +613,7 @@ impl<R> Coalescer<R> {
         let mut st = self.state();
         if st.0 < MAX_IN_FLIGHT {
             st.0 += 1;
-            return Entry::Slot(st.0 == 1);
+            return Entry::Slot;
         }
         let (tx, rx) = oneshot::channel();
         st.1.push(make(tx));
@@ -647,6 +649,10 @@ struct AcquireReq {
     lock_key: String,
     token: String,
     ttl: Duration,
+    /// Sent as a plain `SET NX PX` (no local waiter watches the lock, so it is probably free); when
+    /// that finds the lock busy, the acquire goes again through the lock script, which marks it and
+    /// reads its TTL. `false`: through the lock script at once.
+    plain: bool,
     tx: oneshot::Sender<Result<Acquired, BackendError>>,
 }
 
@@ -678,11 +684,6 @@ struct Batching {
 /// dropped mid-call), the queued operations are sent in the same slot by a task of their own.
 struct SlotGuard {
     batch: Arc<Batching>,
-    /// Nothing else was in flight when the slot was taken: the client is idle, and the operation goes
-    /// out as the leanest command (plain `SET NX PX`, one-lock release). A busy client sends its
-    /// operations through the coalesced script instead, so that the calls in flight keep carrying
-    /// batches.
-    idle: bool,
 }
 
 impl Drop for SlotGuard {
@@ -782,6 +783,88 @@ fn acquire_answer(answer: &redis::Value, ttl: Duration) -> Result<Acquired, Back
     }
 }
 
+/// The [`OPS_LUA`] call for `releases` and `acquires` (all under `prefix`).
+fn ops_cmd(prefix: &str, releases: &[ReleaseItem<'_>], acquires: &[AcquireItem<'_>]) -> redis::Cmd {
+    let mut cmd = evalsha(&OPS, releases.len() + acquires.len() + 1);
+    cmd.arg(counter_key(prefix));
+    for (lock_key, _, _) in releases {
+        cmd.arg(*lock_key);
+    }
+    for (lock_key, _, _) in acquires {
+        cmd.arg(*lock_key);
+    }
+    cmd.arg(releases.len());
+    for (_, token, mode) in releases {
+        cmd.arg(*token).arg(*mode);
+    }
+    for (_, token, ttl) in acquires {
+        cmd.arg(*token).arg(ms(*ttl));
+    }
+    cmd
+}
+
+/// A plain `SET lock token NX PX ttl`.
+fn plain_set(lock_key: &str, token: &str, ttl: Duration) -> redis::Cmd {
+    let mut cmd = redis::Cmd::with_capacity(6, lock_key.len() + token.len() + 32);
+    cmd.arg("SET");
+    cmd.arg(lock_key)
+        .arg(token)
+        .arg("NX")
+        .arg("PX")
+        .arg(ms(ttl));
+    cmd
+}
+
+/// The [`OPS_LUA`] answers of a call for `n` operations, checked for length.
+fn ops_answers(reply: redis::Value, n: usize) -> Result<Vec<redis::Value>, BackendError> {
+    let answers = match reply {
+        redis::Value::Array(v) => v,
+        other => {
+            return Err(BackendError::other(format!(
+                "unexpected lock script reply {other:?}"
+            )))
+        }
+    };
+    if answers.len() != n {
+        return Err(BackendError::other(format!(
+            "the lock script answered {} values for {n} operations",
+            answers.len()
+        )));
+    }
+    Ok(answers)
+}
+
+/// A plain acquire's answer: granted (its fence is issued on request), `None` when the lock was
+/// busy (the acquire goes again through the lock script, which tells how long it stays busy).
+fn plain_answer(reply: redis::Value, ttl: Duration) -> Option<Result<Acquired, BackendError>> {
+    match reply {
+        redis::Value::Nil => None,
+        redis::Value::Okay => Some(Ok(Acquired::Granted {
+            fence: None,
+            validity: ttl,
+        })),
+        redis::Value::ServerError(e) => Some(Err(map_err(e.into()))),
+        other => Some(Err(BackendError::other(format!(
+            "unexpected SET reply {other:?}"
+        )))),
+    }
+}
+
+/// The locks of queued acquires, as a call takes them.
+fn acquire_items(acquires: &[AcquireReq]) -> Vec<AcquireItem<'_>> {
+    acquires
+        .iter()
+        .map(|a| (a.lock_key.as_str(), a.token.as_str(), a.ttl))
+        .collect()
+}
+
+/// What one round trip of the coalesced calls answered: the lock script's answers (when it ran),
+/// and one reply per plain acquire.
+struct RoundTrip {
+    script: Result<Vec<redis::Value>, BackendError>,
+    plain: Vec<redis::Value>,
+}
+
 impl Batching {
     /// One [`OPS_LUA`] call: release `releases`, then acquire `acquires` (all under `prefix`). One
     /// answer per operation, releases first.
@@ -792,29 +875,77 @@ impl Batching {
         acquires: &[AcquireItem<'r>],
     ) -> Result<Vec<redis::Value>, BackendError> {
         let n = releases.len() + acquires.len();
-        let mut cmd = evalsha(&OPS, n + 1);
-        cmd.arg(counter_key(prefix));
-        for (lock_key, _, _) in releases {
-            cmd.arg(*lock_key);
+        let cmd = ops_cmd(prefix, releases, acquires);
+        let reply: redis::Value = eval_on(&self.conn, self.timeout, &OPS, &cmd).await?;
+        ops_answers(reply, n)
+    }
+
+    /// One round trip: the [`OPS_LUA`] call for `releases` and `acquires` (as [`call`](Self::call);
+    /// skipped when both are empty), then a plain `SET NX PX` per lock of `plain`, pipelined. A plain
+    /// `SET` is the cheapest acquire a server runs (far cheaper than the same `SET` inside a
+    /// script), and the releases before it in the same round trip may free the locks it takes.
+    async fn round_trip<'r>(
+        &self,
+        prefix: &str,
+        releases: &[ReleaseItem<'r>],
+        acquires: &[AcquireItem<'r>],
+        plain: &[AcquireItem<'r>],
+    ) -> Result<RoundTrip, BackendError> {
+        let n = releases.len() + acquires.len();
+        if plain.is_empty() {
+            return Ok(RoundTrip {
+                script: self.call(prefix, releases, acquires).await,
+                plain: Vec::new(),
+            });
         }
-        for (lock_key, _, _) in acquires {
-            cmd.arg(*lock_key);
+        let mut pipe = redis::Pipeline::with_capacity(plain.len() + 1);
+        pipe.ignore_errors();
+        if n > 0 {
+            pipe.add_command(ops_cmd(prefix, releases, acquires));
         }
-        cmd.arg(releases.len());
-        for (_, token, mode) in releases {
-            cmd.arg(*token).arg(*mode);
+        for (lock_key, token, ttl) in plain {
+            pipe.add_command(plain_set(lock_key, token, *ttl));
         }
-        for (_, token, ttl) in acquires {
-            cmd.arg(*token).arg(ms(*ttl));
-        }
-        let answers: Vec<redis::Value> = eval_on(&self.conn, self.timeout, &OPS, &cmd).await?;
-        if answers.len() != n {
-            return Err(BackendError::other(format!(
-                "the lock script answered {} values for {n} operations",
-                answers.len()
-            )));
-        }
-        Ok(answers)
+        self.plain_acquires
+            .fetch_add(plain.len() as u64, Ordering::Relaxed);
+        let mut conn = self.conn.clone();
+        // With `ignore_errors`, each command's error reply comes back in place, as a value.
+        let sent = pipe.query_async::<redis::Value>(&mut conn);
+        let mut replies = match tokio::time::timeout(self.timeout, sent).await {
+            Ok(Ok(redis::Value::Array(replies)))
+                if replies.len() == plain.len() + usize::from(n > 0) =>
+            {
+                replies
+            }
+            Ok(Ok(other)) => {
+                return Err(BackendError::other(format!(
+                    "a pipeline of {} commands answered {other:?}",
+                    plain.len() + usize::from(n > 0)
+                )))
+            }
+            Ok(Err(e)) => return Err(map_err(e)),
+            Err(_) => return Err(timed_out(self.timeout)),
+        };
+        let script = if n == 0 {
+            Ok(Vec::new())
+        } else {
+            match replies.remove(0) {
+                // The server lost the script (restart, `SCRIPT FLUSH`): `call` loads it and runs it
+                // again. The plain `SET`s ran meanwhile; one that found its lock still held by a
+                // release of this call goes again through the script, after the release.
+                redis::Value::ServerError(e)
+                    if e.kind() == Some(redis::ServerErrorKind::NoScript) =>
+                {
+                    self.call(prefix, releases, acquires).await
+                }
+                redis::Value::ServerError(e) => Err(map_err(e.into())),
+                reply => ops_answers(reply, n),
+            }
+        };
+        Ok(RoundTrip {
+            script,
+            plain: replies,
+        })
     }
 
     /// Take a slot (held by the returned guard) or queue the operation `make()` builds (its answer comes
@@ -824,9 +955,8 @@ impl Batching {
         make: impl FnOnce(oneshot::Sender<T>) -> Op,
     ) -> Result<SlotGuard, oneshot::Receiver<T>> {
         match self.ops.enter(make) {
-            Entry::Slot(idle) => Ok(SlotGuard {
+            Entry::Slot => Ok(SlotGuard {
                 batch: self.clone(),
-                idle,
             }),
             Entry::Queued(rx) => Err(rx),
             Entry::Lead(rx, ops) => {
@@ -873,72 +1003,76 @@ impl Batching {
         }
     }
 
-    /// Send `ops` and answer each caller: the releases with the acquires of the first acquire's prefix
-    /// in one call (each prefix has its own fence counter, so acquires under other prefixes, which
-    /// are rare, go in calls of their own).
+    /// Send `ops` and answer each caller. One round trip carries the releases, the script acquires
+    /// of the first acquire's prefix (each prefix has its own fence counter, so script acquires under
+    /// other prefixes, which are rare, go in round trips of their own), and every plain acquire.
     async fn send(&self, ops: Vec<Op>) {
         let mut releases = Vec::new();
         let mut acquires = Vec::new();
+        let mut plain = Vec::new();
         for op in ops {
             match op {
+                Op::Acquire(a) if a.plain => plain.push(a),
                 Op::Acquire(a) => acquires.push(a),
                 Op::Release(r) => releases.push(r),
             }
         }
-        while !releases.is_empty() || !acquires.is_empty() {
+        while !releases.is_empty() || !acquires.is_empty() || !plain.is_empty() {
             let prefix = acquires
                 .first()
                 .map(|a| prefix_of(&a.lock_key))
                 .or_else(|| releases.first().map(|r| prefix_of(&r.lock_key)))
                 .unwrap_or_default()
                 .to_owned();
-            let others: Vec<AcquireReq> = acquires
+            let mut others: Vec<AcquireReq> = acquires
                 .extract_if(.., |a| prefix_of(&a.lock_key) != prefix)
                 .collect();
-            let gone = self
+            let (gone, busy) = self
                 .answer(
                     &prefix,
                     std::mem::take(&mut releases),
                     std::mem::take(&mut acquires),
+                    std::mem::take(&mut plain),
                 )
                 .await;
             // Grants whose caller went away (cancelled, or its wait timed out) are given back, telling
-            // any waiter.
+            // any waiter; plain acquires that found their lock busy go again through the script.
             releases = gone;
+            others.extend(busy);
             acquires = others;
         }
     }
 
-    /// One call for `releases` and `acquires` (all under `prefix`); answer each caller. Returns the
-    /// releases of grants whose caller went away.
+    /// One round trip for `releases` and `acquires` (all under `prefix`) and `plain`; answer each
+    /// caller. Returns the releases of grants whose caller went away, and the plain acquires that
+    /// found their lock busy (to go again through the script, without `plain`).
     async fn answer(
         &self,
         prefix: &str,
         releases: Vec<ReleaseReq>,
         acquires: Vec<AcquireReq>,
-    ) -> Vec<ReleaseReq> {
+        plain: Vec<AcquireReq>,
+    ) -> (Vec<ReleaseReq>, Vec<AcquireReq>) {
         let rel: Vec<ReleaseItem<'_>> = releases
             .iter()
             .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.mode))
             .collect();
-        let acq: Vec<AcquireItem<'_>> = acquires
-            .iter()
-            .map(|a| (a.lock_key.as_str(), a.token.as_str(), a.ttl))
-            .collect();
-        let answers = self.call(prefix, &rel, &acq).await;
+        let (acq, pl) = (acquire_items(&acquires), acquire_items(&plain));
+        let (script, plain_replies) = match self.round_trip(prefix, &rel, &acq, &pl).await {
+            Ok(rt) => (rt.script, rt.plain),
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let mut plain_replies = plain_replies.into_iter();
+        drop((rel, acq, pl));
         let nr = releases.len();
         for (i, r) in releases.into_iter().enumerate() {
-            let _ = r.tx.send(match &answers {
+            let _ = r.tx.send(match &script {
                 Err(e) => Err(e.clone()),
                 Ok(v) => release_answer(&v[i]),
             });
         }
         let mut gone = Vec::new();
-        for (i, a) in acquires.into_iter().enumerate() {
-            let outcome = match &answers {
-                Err(e) => Err(e.clone()),
-                Ok(v) => acquire_answer(&v[nr + i], a.ttl),
-            };
+        let mut give_back = |a: AcquireReq, outcome: Result<Acquired, BackendError>| {
             let granted = matches!(outcome, Ok(Acquired::Granted { .. }));
             if a.tx.send(outcome).is_err() && granted {
                 let (tx, _) = oneshot::channel();
@@ -949,8 +1083,31 @@ impl Batching {
                     tx,
                 });
             }
+        };
+        for (i, a) in acquires.into_iter().enumerate() {
+            let outcome = match &script {
+                Err(e) => Err(e.clone()),
+                Ok(v) => acquire_answer(&v[nr + i], a.ttl),
+            };
+            give_back(a, outcome);
         }
-        gone
+        let mut busy = Vec::new();
+        for mut a in plain {
+            let outcome = match (plain_replies.next(), &script) {
+                (Some(reply), _) => plain_answer(reply, a.ttl),
+                // The round trip failed as a whole.
+                (None, Err(e)) => Some(Err(e.clone())),
+                (None, Ok(_)) => Some(Err(BackendError::other("no reply to a plain acquire"))),
+            };
+            match outcome {
+                Some(outcome) => give_back(a, outcome),
+                None => {
+                    a.plain = false;
+                    busy.push(a);
+                }
+            }
+        }
+        (gone, busy)
     }
 }
 
@@ -980,29 +1137,26 @@ impl Backend for RedisBackend {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<Acquired, BackendError>> {
         Box::pin(async move {
+            // No local waiter on this lock, so it is probably free: a plain `SET NX PX`, the least a
+            // lock can cost (queued, it rides a pipeline with the other queued operations); the
+            // fence is issued later, when the holder asks (`fence`). When it is busy, the script
+            // call marks it, reads its TTL, or takes it if it was freed meanwhile.
+            let plain = !self.hub.is_watched(&name.channel);
             let queued = self.batch.enter(|tx| {
                 Op::Acquire(AcquireReq {
                     lock_key: name.lock_key.clone(),
                     token: token.to_owned(),
                     ttl,
+                    plain,
                     tx,
                 })
             });
-            let slot = match queued {
+            let _slot = match queued {
                 Ok(slot) => slot,
                 Err(rx) => return queued_answer(rx, self.timeout).await,
             };
-            // An idle client, and no local waiter on this lock (so probably free): a plain `SET NX PX`,
-            // the least a lock can cost; the fence is issued later, when the holder asks (`fence`).
-            // When it is busy, the script call below marks it, reads its TTL, or takes it if it was
-            // freed.
-            if slot.idle && !self.hub.is_watched(&name.channel) {
-                let mut cmd = redis::cmd("SET");
-                cmd.arg(&name.lock_key)
-                    .arg(token)
-                    .arg("NX")
-                    .arg("PX")
-                    .arg(ms(ttl));
+            if plain {
+                let cmd = plain_set(&name.lock_key, token, ttl);
                 let mut conn = self.conn.clone();
                 self.batch.plain_acquires.fetch_add(1, Ordering::Relaxed);
                 let set: Option<redis::Value> = self.bounded(cmd.query_async(&mut conn)).await?;
@@ -1075,11 +1229,11 @@ impl Backend for RedisBackend {
                     tx,
                 })
             });
-            let slot = match queued {
+            let _slot = match queued {
                 Ok(slot) => slot,
                 Err(rx) => return queued_answer(rx, self.timeout).await,
             };
-            if mode == 0 && slot.idle {
+            if mode == 0 {
                 let mut cmd = evalsha(&RELEASE1, 1);
                 cmd.arg(&name.lock_key).arg(token);
                 let code: i64 = self.eval(&RELEASE1, &cmd).await?;
@@ -1323,12 +1477,10 @@ pub(crate) async fn drain_while_down(
 mod tests {
     use super::{mask_url, Coalescer, Entry, FULL_BATCH, MAX_IN_FLIGHT, MAX_IN_FLIGHT_FULL};
 
-    /// What `enter` decided: `"slot (idle)"` (nothing else in flight), `"slot"`, `"queued"`, or
-    /// `"lead N"` for an extra call of N requests.
+    /// What `enter` decided: `"slot"`, `"queued"`, or `"lead N"` for an extra call of N requests.
     fn enter(c: &Coalescer<u32>, id: u32) -> String {
         match c.enter::<()>(|_| id) {
-            Entry::Slot(true) => "slot (idle)".into(),
-            Entry::Slot(false) => "slot".into(),
+            Entry::Slot => "slot".into(),
             Entry::Queued(_) => "queued".into(),
             Entry::Lead(_, ops) => format!("lead {}", ops.len()),
         }
@@ -1341,10 +1493,8 @@ mod tests {
     #[test]
     fn coalescer_sends_full_batches_in_extra_calls_and_never_strands_the_queue() {
         let c = Coalescer::<u32>::default();
-        // An idle client sends at once, in the regular slots; only the first finds nothing else in
-        // flight.
-        assert_eq!(enter(&c, 0), "slot (idle)");
-        for id in 1..MAX_IN_FLIGHT as u32 {
+        // An idle client sends at once, in the regular slots.
+        for id in 0..MAX_IN_FLIGHT as u32 {
             assert_eq!(enter(&c, id), "slot");
         }
         // Then requests queue until a full batch goes out in an extra call ...
@@ -1386,7 +1536,7 @@ mod tests {
         assert!(c.next().is_none());
         assert!(c.next().is_none());
         assert_eq!(in_flight(&c), 0);
-        assert_eq!(enter(&c, 1), "slot (idle)");
+        assert_eq!(enter(&c, 1), "slot");
     }
 
     #[test]
