@@ -311,6 +311,8 @@ pub(crate) struct Lease {
     rt: tokio::runtime::Handle,
     /// (task, hash of the lock key) under which [`Local`] knows this lease, for reentrancy.
     reentry: Option<(tokio::task::Id, u64)>,
+    /// Where the client's watchdog keeps this lease.
+    watch: u64,
 }
 
 impl Lease {
@@ -353,7 +355,10 @@ impl Lease {
         if self.core.released.swap(true, Ordering::AcqRel) {
             return;
         }
-        self.client.inner.watchdog.unregister(self.core.id);
+        self.client
+            .inner
+            .watchdog
+            .unregister(self.watch, self.core.id);
         if let Some(slot) = self.reentry {
             self.client.inner.held.remove_dead(slot);
         }
@@ -417,7 +422,7 @@ impl LockGuard {
     /// The single-node Redis backend (and Sentinel) grants an uncontended lock without a fence, so that
     /// a lock nobody fences costs no more than a plain `SET NX PX`; the first call then issues it in
     /// one round trip, checked on the server against the lock's owner. Later calls, and grants that
-    /// carried a fence (coalesced calls, Cluster, Redlock, memory), answer at once.
+    /// carried a fence (a single node's grants after a wait, Cluster, Redlock, memory), answer at once.
     ///
     /// Returns [`LockError::Lost`] when the lock is not ours any more (no fence is issued then, and
     /// the guard reports the loss), and [`LockError::Unavailable`] when the backend cannot be reached.
@@ -773,7 +778,7 @@ impl LockRequest {
         });
         core.extend(sent + validity);
         tracing::debug!(key = %core.name.key, ?fence, ttl_ms = ttl.as_millis() as u64, auto_renew = self.auto_renew, "lockattr: acquired");
-        inner.watchdog.register(core.clone(), &rt);
+        let watch = inner.watchdog.register(core.clone(), &rt);
         let reentry = task.map(|t| (t, key_hash(&core.name.lock_key)));
         let lease = Arc::new(Lease {
             client: self.client.clone(),
@@ -781,6 +786,7 @@ impl LockRequest {
             min_hold: self.min_hold,
             rt,
             reentry,
+            watch,
         });
         if let Some(slot) = reentry {
             inner.held.insert_held(slot, Arc::downgrade(&lease));
