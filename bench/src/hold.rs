@@ -85,12 +85,21 @@ pub async fn hold_many(
                 async move {
                     let mut out = Vec::with_capacity(n / concurrency + 1);
                     for i in (j..n).step_by(concurrency) {
-                        let lock = provider.create_lock(&format!("{prefix}:{i}"));
-                        let h = lock
-                            .try_acquire()
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .ok_or_else(|| format!("{prefix}:{i} was busy"))?;
+                        // The key is free, but distributed-lock reports "not acquired" when the
+                        // grant came back with less than its minimum validity left (a slow round
+                        // trip on a loaded machine): try again until the key's TTL has surely run
+                        // out.
+                        let give_up = std::time::Instant::now() + ttl * 3;
+                        let h = loop {
+                            let lock = provider.create_lock(&format!("{prefix}:{i}"));
+                            if let Some(h) = lock.try_acquire().await.map_err(|e| e.to_string())? {
+                                break h;
+                            }
+                            if std::time::Instant::now() > give_up {
+                                return Err(format!("{prefix}:{i} was busy"));
+                            }
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        };
                         out.push(h);
                     }
                     Ok::<_, String>(out)
