@@ -101,7 +101,9 @@ impl Kind {
     pub fn wait_mechanism(self) -> &'static str {
         match self {
             Kind::Floor => "poll every 10 ms (bench loop)",
-            Kind::Guard | Kind::Run | Kind::Attr => "release notice (pub/sub) + local wake",
+            Kind::Guard | Kind::Run | Kind::Attr => {
+                "hand-over to the next local waiter; release notice (pub/sub) across clients"
+            }
             Kind::Rslock => "its own retry: sleep 0–200 ms",
             Kind::DLock => "poll every 10 ms (bench loop)",
         }

@@ -1,6 +1,7 @@
 //! Taking, holding and giving back a lock: [`LockRequest`], [`LockGuard`], and running a future under a
 //! lock ([`LockRequest::run`], [`LockRequest::run_result`]).
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::hash::Hasher as _;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
@@ -10,7 +11,7 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use crate::backend::{Acquired, Backend, Released, Subscription};
+use crate::backend::{Acquired, Backend, HandedOver, Released, Subscription};
 use crate::client::{check_ttl, LockClient, MAX_TTL, MAX_WAIT};
 use crate::context::{CurrentLock, CURRENT};
 use crate::error::{BackendErrorKind, LockError, LostReason};
@@ -71,16 +72,174 @@ enum HeldSlot {
     Many(Vec<Weak<Lease>>),
 }
 
-type HeldMap = FastMap<(tokio::task::Id, u64), HeldSlot>;
+/// The leases held per (task, hash of the lock key), for reentrancy, and how many are held per hash of
+/// the lock key (so that a waiter can tell that a task of its own client holds the lock).
+#[derive(Default)]
+struct HeldMap {
+    by_task: FastMap<(tokio::task::Id, u64), HeldSlot>,
+    by_key: FastMap<u64, u32>,
+}
 
 /// Per-client bookkeeping of what this process does with its locks: the leases each task holds (for
-/// reentrancy) and how many tasks wait for each key (so that a local holder that lets go and asks again
-/// queues behind the local waiters instead of taking the lock straight back).
+/// reentrancy) and the tasks that wait for each key, in order (so that a local holder that lets go and
+/// asks again queues behind the local waiters instead of taking the lock straight back, and so that a
+/// release can hand the lock straight to the longest waiter, see [`Turn`]).
 #[derive(Default)]
 pub(crate) struct Local {
     held: Mutex<HeldMap>,
-    waiting: Mutex<FastMap<String, usize>>,
+    waiting: Mutex<FastMap<String, VecDeque<Arc<Turn>>>>,
     any_waiting: AtomicUsize,
+}
+
+/// A local waiter's place in its key's queue. A lease of the same client that releases the lock hands
+/// it straight to the first waiter whose turn is [`TurnState::Waiting`] ([`Backend::hand_over`]: one
+/// round trip instead of a release, a notice and an acquire), unless someone else marked the lock.
+pub(crate) struct Turn {
+    /// The waiter's owner token and TTL: what the hand-over sets.
+    token: Token,
+    ttl: Duration,
+    state: Mutex<TurnState>,
+    /// Wakes the waiter when a releaser settled its turn.
+    notify: Notify,
+}
+
+/// Where a [`Turn`] stands. Only the waiter moves it out of `Waiting` into `Trying` and back; only a
+/// releaser moves it from `Waiting` into `Taken`, and out of `Taken`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TurnState {
+    /// Waiting: a releaser may take it.
+    Waiting,
+    /// The waiter sends an acquire of its own (a notice or its timer woke it): releasers pass it by,
+    /// so the lock never gets the waiter's token behind its back.
+    Trying,
+    /// A releaser is handing the lock over: the waiter waits for the outcome.
+    Taken,
+    /// Handed over: the lock holds the waiter's token, valid for its TTL counted from this instant
+    /// (when the hand-over was sent).
+    Granted(Instant),
+    /// Not handed over because the lock was no longer the releaser's (it expired; maybe it is free):
+    /// the waiter tries itself.
+    Missed,
+    /// The releaser could not learn the outcome (an error, or its future was dropped): the lock may
+    /// hold the waiter's token, so the waiter gives it back before it tries.
+    Unknown,
+    /// The waiter used its grant.
+    Used,
+    /// The waiter is gone: a grant that arrives now is the releaser's to give back.
+    Gone,
+}
+
+/// What a waiter does next (see [`Turn::begin_try`]).
+enum Next {
+    /// Send its own acquire.
+    Try,
+    /// Send its own acquire, after giving back whatever the lock may hold of its token.
+    CleanThenTry,
+    /// A releaser is handing the lock over: wait for the outcome.
+    Wait,
+    /// The lock was handed over at this instant.
+    Granted(Instant),
+}
+
+impl Turn {
+    fn state(&self) -> std::sync::MutexGuard<'_, TurnState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The waiter is about to act: claim the turn for an acquire of its own, or learn that a releaser
+    /// has it.
+    fn begin_try(&self) -> Next {
+        let mut st = self.state();
+        match *st {
+            TurnState::Taken => Next::Wait,
+            TurnState::Granted(sent) => {
+                *st = TurnState::Used;
+                Next::Granted(sent)
+            }
+            TurnState::Unknown => {
+                *st = TurnState::Trying;
+                Next::CleanThenTry
+            }
+            _ => {
+                *st = TurnState::Trying;
+                Next::Try
+            }
+        }
+    }
+
+    /// The waiter's own acquire found the lock busy: it waits again, in its place.
+    fn end_try(&self) {
+        let mut st = self.state();
+        if *st == TurnState::Trying {
+            *st = TurnState::Waiting;
+        }
+    }
+
+    /// Resolves when a releaser has settled this turn (it is neither waiting nor being tried).
+    async fn settled(&self) {
+        loop {
+            self.notify.notified().await;
+            if !matches!(*self.state(), TurnState::Waiting | TurnState::Trying) {
+                return;
+            }
+        }
+    }
+
+    /// Resolves when the releaser that took this turn has settled it.
+    async fn handed(&self) {
+        loop {
+            self.notify.notified().await;
+            if *self.state() != TurnState::Taken {
+                return;
+            }
+        }
+    }
+
+    /// A releaser settles the turn it took. `false` when the waiter is gone (then a grant is the
+    /// releaser's to give back).
+    fn settle(&self, to: TurnState) -> bool {
+        let mut st = self.state();
+        if *st != TurnState::Taken {
+            return false;
+        }
+        *st = to;
+        drop(st);
+        self.notify.notify_one();
+        true
+    }
+}
+
+/// A turn a releaser took ([`Local::take_turn`]). Dropped unsettled (the releaser's future was
+/// dropped mid-call), it tells the waiter the outcome is unknown; if the waiter is gone too, the lock
+/// may hold its token with nobody to give it back, so it is released in the background.
+struct TakenTurn<'a> {
+    turn: Option<Arc<Turn>>,
+    backend: &'a Arc<dyn Backend>,
+    name: &'a LockName,
+}
+
+impl TakenTurn<'_> {
+    /// Settle the turn; `false` when the waiter is gone.
+    fn settle(mut self, to: TurnState) -> (Arc<Turn>, bool) {
+        let turn = self.turn.take().expect("settled once");
+        let ok = turn.settle(to);
+        (turn, ok)
+    }
+}
+
+impl Drop for TakenTurn<'_> {
+    fn drop(&mut self) {
+        let Some(turn) = self.turn.take() else { return };
+        if turn.settle(TurnState::Unknown) {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (backend, name) = (self.backend.clone(), self.name.clone());
+            drop(rt.spawn(async move {
+                let _ = backend.release(&name, turn.token.as_str(), None).await;
+            }));
+        }
+    }
 }
 
 impl Local {
@@ -88,14 +247,14 @@ impl Local {
         self.held.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, FastMap<String, usize>> {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, FastMap<String, VecDeque<Arc<Turn>>>> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The live lease `task` holds on `lock_key`, if any.
     fn find_held(&self, task: tokio::task::Id, lock_key: &str) -> Option<Arc<Lease>> {
         let held = self.held();
-        let slot = held.get(&(task, key_hash(lock_key)))?;
+        let slot = held.by_task.get(&(task, key_hash(lock_key)))?;
         let matches = |w: &Weak<Lease>| w.upgrade().filter(|l| l.core.name.lock_key == lock_key);
         match slot {
             HeldSlot::One(w) => matches(w),
@@ -103,8 +262,13 @@ impl Local {
         }
     }
 
-    fn insert_held(&self, slot: (tokio::task::Id, u64), lease: Weak<Lease>) {
-        let mut held = self.held();
+    /// Count a lease of `hash` held, and for reentrancy note it under `task` if it ran in one.
+    fn insert_held(&self, task: Option<tokio::task::Id>, hash: u64, lease: Weak<Lease>) {
+        let mut guard = self.held();
+        *guard.by_key.entry(hash).or_default() += 1;
+        let Some(task) = task else { return };
+        let slot = (task, hash);
+        let held = &mut guard.by_task;
         match held.get_mut(&slot) {
             None => {
                 held.insert(slot, HeldSlot::One(lease));
@@ -121,9 +285,19 @@ impl Local {
         }
     }
 
-    /// Forget the dead leases of `slot` (the caller's own lease is dead by now: released or dropped).
-    fn remove_dead(&self, slot: (tokio::task::Id, u64)) {
-        let mut held = self.held();
+    /// Forget the caller's lease of `hash` (dead by now: released or dropped), with the other dead
+    /// leases of its task's slot.
+    fn remove_dead(&self, task: Option<tokio::task::Id>, hash: u64) {
+        let mut guard = self.held();
+        if let Some(n) = guard.by_key.get_mut(&hash) {
+            *n -= 1;
+            if *n == 0 {
+                guard.by_key.remove(&hash);
+            }
+        }
+        let Some(task) = task else { return };
+        let slot = (task, hash);
+        let held = &mut guard.by_task;
         let empty = match held.get_mut(&slot) {
             None => return,
             Some(HeldSlot::One(w)) => w.strong_count() == 0,
@@ -137,45 +311,169 @@ impl Local {
         }
     }
 
+    /// Whether a task of this client holds `lock_key` (by the key's 64-bit hash: a collision would
+    /// only make a waiter queue instead of trying at once, until its fallback timer).
+    fn holds(&self, lock_key: &str) -> bool {
+        self.held().by_key.contains_key(&key_hash(lock_key))
+    }
+
     /// Whether some task of this client waits for `lock_key`.
     fn has_waiters(&self, lock_key: &str) -> bool {
         self.any_waiting.load(Ordering::Acquire) > 0 && self.waiting().contains_key(lock_key)
     }
 
-    /// Count the calling task as a waiter for `lock_key` until the returned value is dropped.
-    fn wait_for(&self, lock_key: &str) -> Waiting<'_> {
-        let mut w = self.waiting();
-        match w.get_mut(lock_key) {
-            Some(n) => *n += 1,
-            None => {
-                w.insert(lock_key.to_owned(), 1);
-            }
-        }
+    /// Queue the calling task as a waiter for `name` (with the token and TTL a hand-over would give
+    /// it) until the returned value is dropped.
+    fn wait_for<'a>(
+        &'a self,
+        backend: &'a Arc<dyn Backend>,
+        name: &'a LockName,
+        token: Token,
+        ttl: Duration,
+    ) -> Waiting<'a> {
+        let turn = Arc::new(Turn {
+            token,
+            ttl,
+            state: Mutex::new(TurnState::Waiting),
+            notify: Notify::new(),
+        });
+        self.waiting()
+            .entry(name.lock_key.clone())
+            .or_default()
+            .push_back(turn.clone());
         self.any_waiting.fetch_add(1, Ordering::AcqRel);
         Waiting {
             local: self,
-            lock_key: lock_key.to_owned(),
+            backend,
+            name,
+            turn,
         }
+    }
+
+    /// Take the turn of the longest waiter for `name` that waits (not one that is trying itself), to
+    /// hand it the lock.
+    fn take_turn<'a>(
+        &self,
+        backend: &'a Arc<dyn Backend>,
+        name: &'a LockName,
+    ) -> Option<TakenTurn<'a>> {
+        if self.any_waiting.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let w = self.waiting();
+        let turn = w.get(&name.lock_key)?.iter().find(|t| {
+            let mut st = t.state();
+            let waiting = *st == TurnState::Waiting;
+            if waiting {
+                *st = TurnState::Taken;
+            }
+            waiting
+        })?;
+        Some(TakenTurn {
+            turn: Some(turn.clone()),
+            backend,
+            name,
+        })
     }
 }
 
-/// One task waiting for a key (see [`Local::wait_for`]).
+/// One task waiting for a key (see [`Local::wait_for`]). Dropped, it leaves the queue; if the lock was
+/// handed to it meanwhile (or may have been), it gives the lock back in the background.
 struct Waiting<'a> {
     local: &'a Local,
-    lock_key: String,
+    backend: &'a Arc<dyn Backend>,
+    name: &'a LockName,
+    turn: Arc<Turn>,
 }
 
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
+        let was = std::mem::replace(&mut *self.turn.state(), TurnState::Gone);
         let mut w = self.local.waiting();
-        if let Some(n) = w.get_mut(&self.lock_key) {
-            *n -= 1;
-            if *n == 0 {
-                w.remove(&self.lock_key);
+        if let Some(q) = w.get_mut(&self.name.lock_key) {
+            q.retain(|t| !Arc::ptr_eq(t, &self.turn));
+            if q.is_empty() {
+                w.remove(&self.name.lock_key);
             }
         }
+        drop(w);
         self.local.any_waiting.fetch_sub(1, Ordering::AcqRel);
+        if matches!(was, TurnState::Granted(_) | TurnState::Unknown) {
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                let (backend, name, token) =
+                    (self.backend.clone(), self.name.clone(), self.turn.token);
+                drop(rt.spawn(async move {
+                    let _ = backend.release(&name, token.as_str(), None).await;
+                }));
+            }
+        }
     }
+}
+
+/// Give back the lock `core` holds: hand it straight to the longest local waiter when there is one and
+/// the backend can ([`Backend::hand_over`]), else release it ([`Backend::release`]).
+async fn give_back(
+    local: &Local,
+    backend: &Arc<dyn Backend>,
+    core: &LeaseCore,
+    keep_for: Option<Duration>,
+) -> Result<Released, crate::error::BackendError> {
+    let name = &core.name;
+    if keep_for.is_some() && backend.hands_over() {
+        // Kept for its minimum hold time: it expires by itself, without a notice. The longest local
+        // waiter looks at it now and learns how long it remains.
+        let r = backend.release(name, core.token.as_str(), keep_for).await;
+        if let Some(taken) = local.take_turn(backend, name) {
+            taken.settle(TurnState::Missed);
+        }
+        return r;
+    }
+    if backend.hands_over() {
+        if let Some(taken) = local.take_turn(backend, name) {
+            let (next, ttl) = {
+                let t = taken.turn.as_ref().expect("unsettled");
+                (t.token, t.ttl)
+            };
+            let sent = Instant::now();
+            let r = backend
+                .hand_over(name, core.token.as_str(), next.as_str(), ttl)
+                .await;
+            match r {
+                Ok(HandedOver::Granted) => {
+                    let (turn, delivered) = taken.settle(TurnState::Granted(sent));
+                    if !delivered {
+                        // The waiter left while the lock was on its way: give it back.
+                        let _ = backend.release(name, turn.token.as_str(), None).await;
+                    }
+                    tracing::trace!(key = %name.key, "lockattr: handed over to a local waiter");
+                    return Ok(Released::Deleted);
+                }
+                Ok(HandedOver::Released(Released::Deleted)) => {
+                    // Someone else marked the lock: it was released with a notice, which wakes one
+                    // local waiter to compete with them. This one keeps its place (were it to try as
+                    // well, one of the two would find the lock busy and mark it again, and the next
+                    // release could not hand over either).
+                    taken.settle(TurnState::Waiting);
+                    return Ok(Released::Deleted);
+                }
+                Ok(HandedOver::Released(r)) => {
+                    // Not ours any more (expired, maybe free): the waiter looks for itself.
+                    taken.settle(TurnState::Missed);
+                    return Ok(r);
+                }
+                Err(e) => {
+                    // The hand-over may or may not have run: the waiter gives back its token before
+                    // it tries (or, gone, leaves that to us), and this lease releases its own as usual.
+                    let (turn, told) = taken.settle(TurnState::Unknown);
+                    if !told {
+                        let _ = backend.release(name, turn.token.as_str(), None).await;
+                    }
+                    tracing::debug!(key = %name.key, error = %e, "lockattr: hand-over failed; releasing");
+                }
+            }
+        }
+    }
+    backend.release(name, core.token.as_str(), keep_for).await
 }
 
 /// What happens to the guarded future when the lock is lost while it runs.
@@ -309,8 +607,11 @@ pub(crate) struct Lease {
     pub(crate) core: Arc<LeaseCore>,
     min_hold: Duration,
     rt: tokio::runtime::Handle,
-    /// (task, hash of the lock key) under which [`Local`] knows this lease, for reentrancy.
-    reentry: Option<(tokio::task::Id, u64)>,
+    /// The task that took this lease (if it ran in one), under which [`Local`] knows it for
+    /// reentrancy.
+    task: Option<tokio::task::Id>,
+    /// The hash of the lock key, under which [`Local`] counts the leases held.
+    key_hash: u64,
     /// Where the client's watchdog keeps this lease.
     watch: u64,
 }
@@ -359,9 +660,7 @@ impl Lease {
             .inner
             .watchdog
             .unregister(self.watch, self.core.id);
-        if let Some(slot) = self.reentry {
-            self.client.inner.held.remove_dead(slot);
-        }
+        self.client.inner.held.remove_dead(self.task, self.key_hash);
     }
 }
 
@@ -374,12 +673,13 @@ impl Drop for Lease {
         }
         // Dropped without an explicit release (early return, `?`, panic, cancelled future): release in
         // the background. Never block in Drop.
-        let backend = self.client.inner.backend.clone();
+        let client = self.client.clone();
         let core = self.core.clone();
         let keep_for = self.keep_for();
         drop(self.rt.spawn(async move {
             let (name, fence) = (&core.name, core.issued_fence());
-            match backend.release(name, core.token.as_str(), keep_for).await {
+            let inner = &client.inner;
+            match give_back(&inner.held, &inner.backend, &core, keep_for).await {
                 Ok(r) => tracing::debug!(key = %name.key, ?fence, outcome = ?r, "lockattr: released on drop"),
                 Err(e) => tracing::warn!(key = %name.key, ?fence, error = %e, "lockattr: release on drop failed; the key expires at its TTL"),
             }
@@ -477,11 +777,9 @@ impl LockGuard {
         }
         lease.detach();
         let core = &lease.core;
-        let backend = &lease.client.inner.backend;
-        match backend
-            .release(&core.name, core.token.as_str(), lease.keep_for())
-            .await
-        {
+        let inner = &lease.client.inner;
+        let backend = &inner.backend;
+        match give_back(&inner.held, backend, core, lease.keep_for()).await {
             Ok(Released::Deleted) => {
                 tracing::debug!(key = %core.name.key, fence = ?core.issued_fence(), "lockattr: released");
                 Ok(())
@@ -655,21 +953,32 @@ impl LockRequest {
         let mut sub: Option<Subscription> = None;
         let mut waiting = None;
         // Fair hand-off inside this process: when other tasks of this client already wait for the key,
-        // queue behind them (wait for the next release notice, which wakes the longest waiter first)
-        // instead of trying first. Without this, a task that releases and at once asks again would
-        // usually win against the waiter that the release woke.
+        // queue behind them (for a hand-over, or the next release notice, which wakes the longest
+        // waiter first) instead of trying first. Without this, a task that releases and at once asks
+        // again would usually win against the waiter that the release woke. When a task of this
+        // client holds the key and the backend hands locks over, queue as well: trying would only
+        // find the lock busy and mark it, and a marked lock is released with a notice instead of
+        // being handed over.
         if let (Some(started), Some(give_up)) = (started, give_up) {
-            if inner.held.has_waiters(&name.lock_key) {
-                waiting = Some(inner.held.wait_for(&name.lock_key));
+            if inner.held.has_waiters(&name.lock_key)
+                || (backend.hands_over() && inner.held.holds(&name.lock_key))
+            {
+                let w = inner.held.wait_for(backend, &name, token, ttl);
                 let s = backend.subscribe(&name).await;
                 let notify = s.notify().clone();
                 sub = Some(s);
-                let fallback = Duration::from_millis(50) + jitter(None);
+                // Every release of the lock by this client hands it to a waiting turn or publishes
+                // a notice, and a holder elsewhere publishes one because the first local waiter
+                // marked the lock; should none come (the notice connection was down), the lock is
+                // looked at again after a lease's length.
+                let fallback = ttl + jitter(Some(ttl));
                 tracing::trace!(key = %name.key, "lockattr: queueing behind local waiters");
                 tokio::select! {
                     _ = notify.notified() => {}
+                    _ = w.turn.settled() => {}
                     _ = tokio::time::sleep_until((started + fallback).min(give_up)) => {}
                 }
+                waiting = Some(w);
             }
         }
         loop {
@@ -678,8 +987,56 @@ impl LockRequest {
             if let Some(n) = notified.as_mut() {
                 n.as_mut().enable();
             }
-            let sent = Instant::now();
-            let outcome = backend.acquire(&name, token.as_str(), ttl).await;
+            // A releaser of this client may have handed the lock to us, or be doing so.
+            let handed = match waiting.as_ref().map(|w| w.turn.begin_try()) {
+                None | Some(Next::Try) => None,
+                Some(Next::Granted(sent)) => Some(sent),
+                Some(Next::CleanThenTry) => {
+                    // Owner-checked: it deletes nothing unless the lock holds our token.
+                    let _ = backend.release(&name, token.as_str(), None).await;
+                    None
+                }
+                Some(Next::Wait) => {
+                    let turn = &waiting.as_ref().expect("waiting").turn;
+                    let give_up = give_up.unwrap_or_else(Instant::now);
+                    if tokio::time::timeout_at(give_up, turn.handed())
+                        .await
+                        .is_err()
+                    {
+                        drop(waiting);
+                        return Err(LockError::Timeout {
+                            key: name.key,
+                            waited: started.map_or(Duration::ZERO, |s| s.elapsed()),
+                        });
+                    }
+                    let now_waiting = *turn.state() == TurnState::Waiting;
+                    if let (true, Some(n)) = (now_waiting, notified) {
+                        // Released with a notice instead (someone else had marked the lock): the
+                        // notice wakes one local waiter, maybe this one. Should no notice come, the
+                        // lock is looked at again after a lease's length.
+                        let fallback = Instant::now() + ttl + jitter(Some(ttl));
+                        tokio::select! {
+                            _ = n => {}
+                            _ = turn.settled() => {}
+                            _ = tokio::time::sleep_until(fallback.min(give_up)) => {}
+                        }
+                    }
+                    continue;
+                }
+            };
+            let (sent, outcome) = match handed {
+                Some(sent) => (
+                    sent,
+                    Ok(Acquired::Granted {
+                        fence: None,
+                        validity: ttl,
+                    }),
+                ),
+                None => {
+                    let sent = Instant::now();
+                    (sent, backend.acquire(&name, token.as_str(), ttl).await)
+                }
+            };
             match outcome {
                 Ok(Acquired::Granted { fence, validity }) => {
                     if sent.elapsed() + margin >= validity {
@@ -701,6 +1058,7 @@ impl LockRequest {
                 }
                 Ok(Acquired::Busy { remaining }) => {
                     let (Some(started), Some(give_up)) = (started, give_up) else {
+                        drop(waiting);
                         return Err(LockError::Busy {
                             key: name.key,
                             remaining,
@@ -708,13 +1066,15 @@ impl LockRequest {
                     };
                     let now = Instant::now();
                     if now >= give_up {
+                        drop(waiting);
                         return Err(LockError::Timeout {
                             key: name.key,
                             waited: now - started,
                         });
                     }
-                    if waiting.is_none() {
-                        waiting = Some(inner.held.wait_for(&name.lock_key));
+                    match waiting.as_ref() {
+                        Some(w) => w.turn.end_try(),
+                        None => waiting = Some(inner.held.wait_for(backend, &name, token, ttl)),
                     }
                     let Some(n) = notified else {
                         // First time busy: subscribe to release notices, then re-check at once so a
@@ -722,11 +1082,13 @@ impl LockRequest {
                         sub = Some(backend.subscribe(&name).await);
                         continue;
                     };
+                    let turn = &waiting.as_ref().expect("waiting").turn;
                     let fallback =
                         remaining.unwrap_or(Duration::from_millis(50)) + jitter(remaining);
                     tracing::trace!(key = %name.key, ?remaining, "lockattr: busy; waiting for a release notice");
                     tokio::select! {
                         _ = n => {}
+                        _ = turn.settled() => {}
                         _ = tokio::time::sleep_until((now + fallback).min(give_up)) => {}
                     }
                 }
@@ -779,18 +1141,17 @@ impl LockRequest {
         core.extend(sent + validity);
         tracing::debug!(key = %core.name.key, ?fence, ttl_ms = ttl.as_millis() as u64, auto_renew = self.auto_renew, "lockattr: acquired");
         let watch = inner.watchdog.register(core.clone(), &rt);
-        let reentry = task.map(|t| (t, key_hash(&core.name.lock_key)));
+        let hash = key_hash(&core.name.lock_key);
         let lease = Arc::new(Lease {
             client: self.client.clone(),
             core,
             min_hold: self.min_hold,
             rt,
-            reentry,
+            task,
+            key_hash: hash,
             watch,
         });
-        if let Some(slot) = reentry {
-            inner.held.insert_held(slot, Arc::downgrade(&lease));
-        }
+        inner.held.insert_held(task, hash, Arc::downgrade(&lease));
         LockGuard {
             lease,
             reentrant: false,

@@ -22,7 +22,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
+use super::{
+    Acquired, Backend, BoxFuture, HandedOver, NoticeHub, Released, RenewItem, Renewed, Subscription,
+};
 use crate::error::{BackendError, LockError};
 use crate::key::LockName;
 
@@ -138,6 +140,22 @@ return base
 "#
 );
 
+/// The hand-over of a lock to the next local waiter (see [`Backend::hand_over`]): if the lock holds
+/// the token without the waiter mark, set it to the next token with the next TTL (`SET` resets the
+/// TTL and drops any mark); otherwise release it as `release_one` in mode 0 does (publishing the
+/// notice when it is marked). KEYS: the lock; ARGV: the token, the next token, the next TTL in ms.
+/// Reply: 3 handed over, else `release_one`'s code (1 deleted, 0 not ours).
+const HANDOVER_LUA: &str = concat!(
+    release_one_lua!(),
+    r#"
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 3
+end
+return release_one(KEYS[1], ARGV[1], 0)
+"#
+);
+
 /// Owner-checked release of one or many locks, for the Cluster and Redlock backends (they send one
 /// lock). KEYS: the locks; ARGV: `release` (tells this call from a renewal in a `MONITOR` trace), then
 /// per lock its token and mode (see `release_one` above). Reply: one code per lock.
@@ -231,6 +249,7 @@ static OPS: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(OPS_LUA));
 static RENEW: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RENEW_LUA));
 static RELEASE1: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(RELEASE1_LUA));
 static FENCE: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(FENCE_LUA));
+static HANDOVER: Lazy<redis::Script> = Lazy::new(|| redis::Script::new(HANDOVER_LUA));
 
 /// What a [`RedisBackend`] has sent since it was opened (see [`RedisBackend::stats`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -240,6 +259,8 @@ pub struct RedisStats {
     /// Server-side counters cannot tell them from the `SET`s that scripts run; every other command
     /// lockattr sends is a script call, which they count.
     pub plain_acquires: u64,
+    /// Locks handed straight to a waiter of the same client ([`Backend::hand_over`]).
+    pub hand_overs: u64,
 }
 
 /// Options for [`RedisBackend::open`].
@@ -434,6 +455,7 @@ impl RedisBackend {
             batch: Arc::new(Batching {
                 conn: conn.clone(),
                 plain_acquires: AtomicU64::new(0),
+                hand_overs: AtomicU64::new(0),
                 timeout: opts.command_timeout,
                 ops: Coalescer::default(),
             }),
@@ -457,6 +479,7 @@ impl RedisBackend {
     pub fn stats(&self) -> RedisStats {
         RedisStats {
             plain_acquires: self.batch.plain_acquires.load(Ordering::Relaxed),
+            hand_overs: self.batch.hand_overs.load(Ordering::Relaxed),
         }
     }
 
@@ -676,6 +699,8 @@ struct Batching {
     conn: ConnectionManager,
     /// Plain `SET NX PX` acquires sent (see [`RedisBackend::stats`]).
     plain_acquires: AtomicU64,
+    /// Locks handed over (see [`RedisBackend::stats`]).
+    hand_overs: AtomicU64,
     timeout: Duration,
     ops: Coalescer<Op>,
 }
@@ -1266,6 +1291,29 @@ impl Backend for RedisBackend {
                     ))),
                 },
             }
+        })
+    }
+
+    fn hands_over(&self) -> bool {
+        true
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+        next: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<HandedOver, BackendError>> {
+        Box::pin(async move {
+            let mut cmd = evalsha(&HANDOVER, 1);
+            cmd.arg(&name.lock_key).arg(token).arg(next).arg(ms(ttl));
+            let code: i64 = self.eval(&HANDOVER, &cmd).await?;
+            if code == 3 {
+                self.batch.hand_overs.fetch_add(1, Ordering::Relaxed);
+                return Ok(HandedOver::Granted);
+            }
+            Ok(HandedOver::Released(Released::from_code(code)))
         })
     }
 

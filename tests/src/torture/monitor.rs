@@ -10,7 +10,8 @@
 //!
 //! Scripts are recognised by their shape (see [`finalize`]): the single-node script (the fence counter,
 //! then the locks to release and to acquire), the one-lock release (1 key, the token), the fence issue
-//! (the counter and the lock, the token), the Cluster/Redlock release (`release` marker) and renewal
+//! (the counter and the lock, the token), the hand-over (the lock; the token, the next token, the TTL),
+//! the Cluster/Redlock release (`release` marker) and renewal
 //! batches (`n` keys, `2n` arguments). An idle client also takes a free lock with a plain client
 //! `SET lock token NX PX ttl`; the trace does not show whether it succeeded, so the witness decides
 //! from its own view of the key: a free key is granted, a held one may have expired in the meantime,
@@ -56,6 +57,8 @@ pub struct MonitorStats {
     pub releases: u64,
     /// Releases that deleted the key.
     pub releases_deleted: u64,
+    /// Locks handed straight from a holder to the next holder (one `SET` of the next token).
+    pub hand_overs: u64,
     /// `EVALSHA` calls that ran nothing (`NOSCRIPT`, then reloaded).
     pub noscript: u64,
     /// Renewal attempts (owner-checked, so harmless) that reached the server after the same token's
@@ -686,6 +689,25 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
         (1, 1) => {
             // One-lock release: KEYS = the lock; ARGV = the token.
             follow_releases(st, keys, &[&argv[0]], &g.lua, g.ts);
+        }
+        (1, 3) => {
+            // Hand-over: KEYS = the lock; ARGV = the holder's token, the next holder's token, the
+            // TTL. GET the lock; when it holds the holder's token unmarked, `SET lock next PX ttl`;
+            // otherwise the one-lock release (its own GET, then DEL + PUBLISH if marked).
+            let (lock, token, next) = (&keys[0], &argv[0], &argv[1]);
+            let handed = g
+                .lua
+                .iter()
+                .any(|c| eq(&c[0], "SET") && c.get(1) == Some(lock) && c.get(2) == Some(next));
+            if handed {
+                let _ = touch(st, lock, token, "hand-over (SET)", g.ts);
+                st.owners.insert(lock.clone(), Owner::Token(next.clone()));
+                st.deleted_tokens.insert(token.clone());
+                st.stats.hand_overs += 1;
+                st.stats.grants += 1;
+            } else if let Some(rest) = g.lua.get(1..) {
+                follow_releases(st, keys, &[token], rest, g.ts);
+            }
         }
         (n, a) if n >= 1 && a == 2 * n - 1 && keys[0].ends_with(":fence") => {
             // The single-node script: KEYS = the fence counter, the locks to release, the locks to

@@ -182,8 +182,9 @@ impl Report {
         let m = &self.monitor;
         let _ = writeln!(
             o,
-            "server (MONITOR)      grants {}  plain SET NX attempts {}  fences {}  busy {}  renewal batches {} ({} leases, {} extended)  releases {} ({} deleted)  NOSCRIPT reloads {}",
+            "server (MONITOR)      grants {} ({} hand-overs)  plain SET NX attempts {}  fences {}  busy {}  renewal batches {} ({} leases, {} extended)  releases {} ({} deleted)  NOSCRIPT reloads {}",
             m.grants,
+            m.hand_overs,
             m.plain_sets,
             m.fences,
             m.busy,

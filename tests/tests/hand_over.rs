@@ -1,0 +1,270 @@
+//! Hand-over on the single-node backend: a lease that is released while tasks of the same client wait
+//! for the lock gives it straight to the longest waiter, in one script call (no release notice, no
+//! acquire), unless someone else marked the lock; and neither side leaving mid-way strands the lock.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lockattr_runtime::backend::redis::{RedisBackend, RedisOptions};
+use lockattr_runtime::{LockClient, LockError};
+use lockattr_tests::{client, cmd, get, raw, FaultProxy, RedisServer};
+use tokio::time::Instant;
+
+/// A client on `url` and its backend (for its counters), with the tests' prefix and a 2 s timeout.
+async fn client_with_stats(url: &str) -> (LockClient, Arc<RedisBackend>) {
+    let opts = RedisOptions {
+        command_timeout: Duration::from_secs(2),
+    };
+    let backend = Arc::new(RedisBackend::open(url, opts).await.expect("open"));
+    let client = LockClient::builder()
+        .backend(backend.clone())
+        .prefix("t")
+        .connect()
+        .await
+        .expect("connect");
+    (client, backend)
+}
+
+/// Calls of `command` since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().expect("a count"))
+        .unwrap_or(0)
+}
+
+/// A task that waits (up to `wait`) for `key`, notes `id` in `order` once it holds it, holds it for
+/// 20 ms and releases it; returns its fence.
+fn waiter(
+    client: &LockClient,
+    key: &str,
+    id: u32,
+    wait: Duration,
+    order: &Arc<Mutex<Vec<u32>>>,
+) -> tokio::task::JoinHandle<Result<u64, LockError>> {
+    let (client, key, order) = (client.clone(), key.to_owned(), order.clone());
+    tokio::spawn(async move {
+        let g = client
+            .lock(key)
+            .ttl(Duration::from_secs(30))
+            .wait(wait)
+            .acquire()
+            .await?;
+        order.lock().unwrap().push(id);
+        let fence = g.fence().await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        g.release().await?;
+        Ok(fence)
+    })
+}
+
+/// Join `task` within 10 s.
+async fn join<T>(task: tokio::task::JoinHandle<T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("finished within 10 s")
+        .expect("the task")
+}
+
+/// Two local waiters queue behind a local holder; each release hands the lock to the longest waiter:
+/// first come, first served, one script call per hand-off, no notice, no mark, and fences still
+/// strictly increasing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_hands_the_lock_to_the_longest_local_waiter() {
+    let server = RedisServer::spawn();
+    let (a, backend) = client_with_stats(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let first_fence = holder.fence().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let w1 = waiter(&a, "k", 1, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let w2 = waiter(&a, "k", 2, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+    let before = backend.stats();
+
+    holder.release().await.unwrap();
+    let f1 = join(w1).await.unwrap();
+    let f2 = join(w2).await.unwrap();
+
+    assert_eq!(*order.lock().unwrap(), vec![1, 2]);
+    assert!(
+        first_fence < f1 && f1 < f2,
+        "fences {first_fence}, {f1}, {f2}"
+    );
+    assert_eq!(backend.stats().hand_overs - before.hand_overs, 2);
+    assert_eq!(
+        backend.stats().plain_acquires,
+        before.plain_acquires,
+        "no waiter asked for the lock itself"
+    );
+    // The waiters queued behind a holder of their own client: nobody marked the lock, so nothing
+    // was published; the last release deleted it.
+    assert_eq!(calls(&mut conn, "append").await, 0);
+    assert_eq!(calls(&mut conn, "publish").await, 0);
+    assert_eq!(calls(&mut conn, "del").await, 1);
+    assert_eq!(get(&mut conn, "t:{k}").await, None);
+}
+
+/// A waiter of another client marked the lock: the release is not handed over to the local waiter
+/// but published, so the other client gets its turn too; both get the lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_marked_elsewhere_is_released_with_a_notice() {
+    let server = RedisServer::spawn();
+    let (a, backend) = client_with_stats(&server.url()).await;
+    let b = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let local = waiter(&a, "k", 1, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let remote = waiter(&b, "k", 2, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let value = get(&mut conn, "t:{k}").await.expect("held");
+    assert!(value.ends_with('*'), "the remote waiter marks the lock");
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+    let before = backend.stats();
+
+    let t0 = Instant::now();
+    holder.release().await.unwrap();
+    join(local).await.unwrap();
+    join(remote).await.unwrap();
+
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "both got the lock long before any fallback (30 s TTL): {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        backend.stats().hand_overs,
+        before.hand_overs,
+        "the marked lock was not handed over"
+    );
+    assert!(calls(&mut conn, "publish").await >= 1);
+    let mut order = order.lock().unwrap().clone();
+    order.sort_unstable();
+    assert_eq!(order, vec![1, 2]);
+}
+
+/// A waiter that left (its future was dropped) leaves the queue: the release goes to the next one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_that_left_is_passed_by() {
+    let server = RedisServer::spawn();
+    let (a, backend) = client_with_stats(&server.url()).await;
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let quitter = waiter(&a, "k", 1, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let stayer = waiter(&a, "k", 2, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    quitter.abort();
+    assert!(quitter.await.unwrap_err().is_cancelled());
+    let before = backend.stats();
+    let t0 = Instant::now();
+    holder.release().await.unwrap();
+    join(stayer).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(*order.lock().unwrap(), vec![2]);
+    assert_eq!(backend.stats().hand_overs - before.hand_overs, 1);
+}
+
+/// The waiter is cancelled while the hand-over is on its way (a slow link): the releaser learns that
+/// nobody took the lock and gives it back, so a third client gets it at once instead of after the
+/// 30 s TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiter_cancelled_mid_hand_over_does_not_strand_the_lock() {
+    let server = RedisServer::spawn();
+    let proxy = FaultProxy::start(server.addr());
+    let (a, backend) = client_with_stats(&proxy.url()).await;
+    let c = client(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let w = waiter(&a, "k", 1, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.set_delay(Duration::from_millis(100));
+    let before = backend.stats();
+    let release = tokio::spawn(async move { holder.release().await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    w.abort();
+    assert!(w.await.unwrap_err().is_cancelled());
+    join(release).await.unwrap();
+    assert_eq!(backend.stats().hand_overs - before.hand_overs, 1);
+    assert_eq!(
+        get(&mut conn, "t:{k}").await,
+        None,
+        "the releaser gave back the lock nobody took"
+    );
+    let g = c
+        .lock("k")
+        .wait(Duration::from_secs(2))
+        .acquire()
+        .await
+        .expect("free again");
+    g.release().await.unwrap();
+    assert!(order.lock().unwrap().is_empty());
+}
+
+/// The releaser is cancelled while the hand-over is on its way: the waiter cannot know whether the lock
+/// holds its token, gives back whatever it may hold, and takes the lock itself, long before the TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_releaser_cancelled_mid_hand_over_does_not_strand_the_waiter() {
+    let server = RedisServer::spawn();
+    let proxy = FaultProxy::start(server.addr());
+    let (a, backend) = client_with_stats(&proxy.url()).await;
+    // One hand-over first, so the server has the script: the cut-off one is then a single request,
+    // which the server runs once it has left the client.
+    let first = a.lock("k").acquire().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let w0 = waiter(&a, "k", 0, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    first.release().await.unwrap();
+    join(w0).await.unwrap();
+    assert_eq!(backend.stats().hand_overs, 1);
+    order.lock().unwrap().clear();
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .unwrap();
+    let w = waiter(&a, "k", 1, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.set_delay(Duration::from_millis(100));
+    let t0 = Instant::now();
+    let cut = tokio::time::timeout(Duration::from_millis(50), holder.release()).await;
+    assert!(cut.is_err(), "the release was cut off mid-way");
+    join(w).await.unwrap();
+    assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+    assert_eq!(*order.lock().unwrap(), vec![1]);
+    // The hand-over ran on the server (the request had left), but its answer was never read.
+    assert_eq!(backend.stats().hand_overs, 1);
+}
