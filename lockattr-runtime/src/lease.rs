@@ -952,6 +952,8 @@ impl LockRequest {
         let give_up = started.map(|s| s + self.wait);
         let mut sub: Option<Subscription> = None;
         let mut waiting = None;
+        // Whether the last wake-up was a release notice (a notice wakes one local waiter: it tries).
+        let mut noticed = false;
         // Fair hand-off inside this process: when other tasks of this client already wait for the key,
         // queue behind them (for a hand-over, or the next release notice, which wakes the longest
         // waiter first) instead of trying first. Without this, a task that releases and at once asks
@@ -974,7 +976,7 @@ impl LockRequest {
                 let fallback = ttl + jitter(Some(ttl));
                 tracing::trace!(key = %name.key, "lockattr: queueing behind local waiters");
                 tokio::select! {
-                    _ = notify.notified() => {}
+                    _ = notify.notified() => noticed = true,
                     _ = w.turn.settled() => {}
                     _ = tokio::time::sleep_until((started + fallback).min(give_up)) => {}
                 }
@@ -1010,13 +1012,14 @@ impl LockRequest {
                         });
                     }
                     let now_waiting = *turn.state() == TurnState::Waiting;
-                    if let (true, Some(n)) = (now_waiting, notified) {
+                    if let (true, false, Some(n)) = (now_waiting, noticed, notified) {
                         // Released with a notice instead (someone else had marked the lock): the
-                        // notice wakes one local waiter, maybe this one. Should no notice come, the
-                        // lock is looked at again after a lease's length.
+                        // notice wakes one local waiter. Had it woken this one (while the hand-over
+                        // was on its way), this one would try now; it did not, so it waits for it.
+                        // Should no notice come, the lock is looked at again after a lease's length.
                         let fallback = Instant::now() + ttl + jitter(Some(ttl));
                         tokio::select! {
-                            _ = n => {}
+                            _ = n => noticed = true,
                             _ = turn.settled() => {}
                             _ = tokio::time::sleep_until(fallback.min(give_up)) => {}
                         }
@@ -1024,6 +1027,7 @@ impl LockRequest {
                     continue;
                 }
             };
+            noticed = false;
             let (sent, outcome) = match handed {
                 Some(sent) => (
                     sent,
@@ -1087,7 +1091,7 @@ impl LockRequest {
                         remaining.unwrap_or(Duration::from_millis(50)) + jitter(remaining);
                     tracing::trace!(key = %name.key, ?remaining, "lockattr: busy; waiting for a release notice");
                     tokio::select! {
-                        _ = n => {}
+                        _ = n => noticed = true,
                         _ = turn.settled() => {}
                         _ = tokio::time::sleep_until((now + fallback).min(give_up)) => {}
                     }

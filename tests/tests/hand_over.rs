@@ -268,3 +268,49 @@ async fn a_releaser_cancelled_mid_hand_over_does_not_strand_the_waiter() {
     // The hand-over ran on the server (the request had left), but its answer was never read.
     assert_eq!(backend.stats().hand_overs, 1);
 }
+
+/// Tasks of one client that all start at once on one key (so their first attempts find the lock busy
+/// and mark it, and the first releases go out with a notice while hand-overs are on their way) keep
+/// the lock moving: no hand-off waits for the fallback re-check (the TTL, 10 s). Five keys, eight
+/// tasks each, 25 holds of 1 ms per task; the lock then moves by hand-over, first come first served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_starting_together_never_wait_for_the_fallback() {
+    let server = RedisServer::spawn();
+    let (a, backend) = client_with_stats(&server.url()).await;
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for key in 0..5 {
+        for _ in 0..8 {
+            let a = a.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..25 {
+                    let g = a
+                        .lock(format!("start:{key}"))
+                        .ttl(Duration::from_secs(10))
+                        .wait(Duration::from_secs(60))
+                        .acquire()
+                        .await
+                        .unwrap();
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                    g.release().await.unwrap();
+                }
+            }));
+        }
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(30), t)
+            .await
+            .expect("done within 30 s")
+            .unwrap();
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(8),
+        "1,000 holds of 1 ms took {took:?}: a hand-off waited for the fallback"
+    );
+    assert!(
+        backend.stats().hand_overs > 900,
+        "most hand-offs by hand-over: {}",
+        backend.stats().hand_overs
+    );
+}
