@@ -690,8 +690,9 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
             // One-lock release: KEYS = the lock; ARGV = the token.
             follow_releases(st, keys, &[&argv[0]], &g.lua, g.ts);
         }
-        (1, 3) => {
-            // Hand-over: KEYS = the lock; ARGV = the holder's token, the next holder's token, the
+        (1, 3) if !eq(&argv[0], "release") => {
+            // Hand-over (a Cluster/Redlock release of one lock has the same shape, with its
+            // `release` marker where the hand-over has the token): KEYS = the lock; ARGV = the holder's token, the next holder's token, the
             // TTL. GET the lock; when it holds the holder's token unmarked, `SET lock next PX ttl`;
             // otherwise the one-lock release (its own GET, then DEL + PUBLISH if marked).
             let (lock, token, next) = (&keys[0], &argv[0], &argv[1]);
@@ -899,6 +900,53 @@ mod tests {
         assert_eq!(st.stats.foreign_touches, 0, "{:?}", st.stats);
         assert_eq!(st.last_fence.get("t:{a}"), Some(&8));
         assert_eq!(owner(&st, "t:{a}"), Owner::Token("tok2".into()));
+    }
+
+    #[test]
+    fn follows_a_hand_over_and_a_marked_lock_released_instead() {
+        let mut st = State::default();
+        feed(
+            &mut st,
+            &[
+                r#"1.000001 [0 c:1] "EVALSHA" "m" "2" "t:fence" "t:{a}" "0" "tok1" "500""#,
+                r#"1.000003 [0 lua] "SET" "t:{a}" "tok1" "NX" "PX" "500" "GET""#,
+                r#"1.000004 [0 lua] "TIME""#,
+                r#"1.000005 [0 lua] "SET" "t:fence" "7" "GET""#,
+                // Hand-over from tok1 to tok2.
+                r#"1.1 [0 c:1] "EVALSHA" "h" "1" "t:{a}" "tok1" "tok2" "500""#,
+                r#"1.11 [0 lua] "GET" "t:{a}""#,
+                r#"1.12 [0 lua] "SET" "t:{a}" "tok2" "PX" "500""#,
+                // tok2 renews (its own), tok1 renews (no longer its own).
+                r#"1.2 [0 c:1] "EVALSHA" "r" "1" "t:{a}" "tok2" "500""#,
+                r#"1.21 [0 lua] "GET" "t:{a}""#,
+                r#"1.22 [0 lua] "PEXPIRE" "t:{a}" "500""#,
+                r#"1.3 [0 c:1] "EVALSHA" "r" "1" "t:{a}" "tok1" "500""#,
+                r#"1.31 [0 lua] "GET" "t:{a}""#,
+                r#"1.32 [0 lua] "PEXPIRE" "t:{a}" "500""#,
+            ],
+        );
+        assert_eq!(st.stats.hand_overs, 1);
+        assert_eq!(
+            st.stats.foreign_touches, 1,
+            "{:?}",
+            st.stats.foreign_examples
+        );
+        // A hand-over that finds the lock marked releases it instead (the release's own GET, then
+        // DEL and PUBLISH); the key is then free, and a later hand-over by tok2 touches nothing.
+        feed(
+            &mut st,
+            &[
+                r#"1.4 [0 c:1] "EVALSHA" "h" "1" "t:{a}" "tok2" "tok3" "500""#,
+                r#"1.41 [0 lua] "GET" "t:{a}""#,
+                r#"1.42 [0 lua] "GET" "t:{a}""#,
+                r#"1.43 [0 lua] "DEL" "t:{a}""#,
+                r#"1.44 [0 lua] "PUBLISH" "t:{a}:released" "1""#,
+            ],
+        );
+        assert_eq!(st.stats.hand_overs, 1);
+        assert_eq!(st.stats.releases_deleted, 1);
+        assert_eq!(st.stats.foreign_touches, 1);
+        assert_eq!(st.owners.get("t:{a}"), Some(&Owner::Free));
     }
 
     #[test]
