@@ -52,6 +52,21 @@ pub async fn get(conn: &mut redis::aio::MultiplexedConnection, key: &str) -> Opt
         .expect("GET")
 }
 
+/// Calls of `command` since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
+pub async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(conn)
+        .await
+        .expect("INFO");
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|rest| rest.split(',').next())
+        .map(|n| n.parse().expect("a count"))
+        .unwrap_or(0)
+}
+
 use std::sync::Arc;
 
 use lockattr_runtime::backend::MemoryBackend;

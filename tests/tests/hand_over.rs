@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lockattr_runtime::backend::redis::{RedisBackend, RedisOptions};
 use lockattr_runtime::{LockClient, LockError};
-use lockattr_tests::{client, cmd, get, raw, FaultProxy, RedisServer};
+use lockattr_tests::{calls, client, cmd, get, raw, FaultProxy, RedisServer};
 use tokio::time::Instant;
 
 /// A client on `url` and its backend (for its counters), with the tests' prefix and a 2 s timeout.
@@ -25,19 +25,14 @@ async fn client_with_stats(url: &str) -> (LockClient, Arc<RedisBackend>) {
     (client, backend)
 }
 
-/// Calls of `command` since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
-async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
+/// Take `k` through `client` with a 30 s TTL (longer than any test: only a release frees it).
+async fn hold(client: &LockClient) -> lockattr_runtime::LockGuard {
+    client
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .acquire()
         .await
-        .expect("INFO");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map(|n| n.parse().expect("a count"))
-        .unwrap_or(0)
+        .expect("k is free")
 }
 
 /// A task that waits (up to `wait`) for `key`, notes `id` in `order` once it holds it, holds it for
@@ -81,12 +76,7 @@ async fn a_release_hands_the_lock_to_the_longest_local_waiter() {
     let server = RedisServer::spawn();
     let (a, backend) = client_with_stats(&server.url()).await;
     let mut conn = raw(&server.url()).await;
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(30))
-        .acquire()
-        .await
-        .unwrap();
+    let holder = hold(&a).await;
     let first_fence = holder.fence().await.unwrap();
     let order = Arc::new(Mutex::new(Vec::new()));
     let w1 = waiter(&a, "k", 1, Duration::from_secs(20), &order);
@@ -127,12 +117,7 @@ async fn a_lock_marked_elsewhere_is_released_with_a_notice() {
     let (a, backend) = client_with_stats(&server.url()).await;
     let b = client(&server.url()).await;
     let mut conn = raw(&server.url()).await;
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(30))
-        .acquire()
-        .await
-        .unwrap();
+    let holder = hold(&a).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let local = waiter(&a, "k", 1, Duration::from_secs(20), &order);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -169,12 +154,7 @@ async fn a_lock_marked_elsewhere_is_released_with_a_notice() {
 async fn a_waiter_that_left_is_passed_by() {
     let server = RedisServer::spawn();
     let (a, backend) = client_with_stats(&server.url()).await;
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(30))
-        .acquire()
-        .await
-        .unwrap();
+    let holder = hold(&a).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let quitter = waiter(&a, "k", 1, Duration::from_secs(20), &order);
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -201,12 +181,7 @@ async fn a_waiter_cancelled_mid_hand_over_does_not_strand_the_lock() {
     let (a, backend) = client_with_stats(&proxy.url()).await;
     let c = client(&server.url()).await;
     let mut conn = raw(&server.url()).await;
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(30))
-        .acquire()
-        .await
-        .unwrap();
+    let holder = hold(&a).await;
     let order = Arc::new(Mutex::new(Vec::new()));
     let w = waiter(&a, "k", 1, Duration::from_secs(20), &order);
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -250,12 +225,7 @@ async fn a_releaser_cancelled_mid_hand_over_does_not_strand_the_waiter() {
     join(w0).await.unwrap();
     assert_eq!(backend.stats().hand_overs, 1);
     order.lock().unwrap().clear();
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(30))
-        .acquire()
-        .await
-        .unwrap();
+    let holder = hold(&a).await;
     let w = waiter(&a, "k", 1, Duration::from_secs(20), &order);
     tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.set_delay(Duration::from_millis(100));

@@ -8,23 +8,8 @@ use std::time::Duration;
 
 use futures::future::join_all;
 use lockattr_runtime::LockClient;
-use lockattr_tests::{client, cmd, get, hand_over, raw, spawn_waiter, RedisServer};
+use lockattr_tests::{calls, client, cmd, get, hand_over, raw, spawn_waiter, RedisServer};
 use tokio::time::Instant;
-
-/// Calls of `command` since the last `CONFIG RESETSTAT`, from `INFO commandstats`.
-async fn calls(conn: &mut redis::aio::MultiplexedConnection, command: &str) -> u64 {
-    let info: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(conn)
-        .await
-        .expect("INFO");
-    let prefix = format!("cmdstat_{command}:calls=");
-    info.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|rest| rest.split(',').next())
-        .map(|n| n.parse().expect("a count"))
-        .unwrap_or(0)
-}
 
 /// Uncontended acquires and releases, one at a time and many at once (coalesced), publish nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
