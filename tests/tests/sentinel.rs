@@ -1,7 +1,7 @@
 //! The Sentinel backend against a real Sentinel group on loopback (a primary, a replica, 3 Sentinels):
-//! locks, renewal and notices on the primary; the primary killed (the replica is promoted, the client
-//! follows it, fences never go backwards, also for a grant the replica never received); the attribute;
-//! `wait_for_replicas` with a stopped replica.
+//! locks, renewal, notices and hand-over on the primary; the primary killed (the replica is promoted,
+//! the client follows it, fences never go backwards, also for a grant the replica never received); the
+//! attribute; `wait_for_replicas` with a stopped replica.
 
 use std::time::Duration;
 
@@ -78,6 +78,46 @@ async fn locks_follow_the_primary_through_a_failover() {
         .is_contention());
     g.release().await.expect("release");
     assert!(!exists_on(&group, 0, "t:{renewed}").await);
+
+    // Hand-over on the primary: a waiter of the same client queued behind the holder gets the lock
+    // straight from its release, so of the two releases only the waiter's deletes the key.
+    let deletes = |group: &RedisSentinels| {
+        let stats = group.server(0).cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_del:calls="))
+            .and_then(|rest| rest.split(',').next())
+            .map_or(0, |n| n.parse::<u64>().expect("a count"))
+    };
+    let holder = client.lock("handed").acquire().await.expect("acquire");
+    let holder_fence = holder.fence().await.unwrap();
+    let next = {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let g = client
+                .lock("handed")
+                .wait(Duration::from_secs(10))
+                .acquire()
+                .await?;
+            let fence = g.fence().await?;
+            g.release().await?;
+            Ok::<_, LockError>(fence)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let dels = block_in_place(|| deletes(&group));
+    holder.release().await.expect("release");
+    let next_fence = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("handed over within 5 s")
+        .unwrap()
+        .expect("the waiter's lock");
+    assert!(next_fence > holder_fence);
+    assert_eq!(
+        block_in_place(|| deletes(&group)),
+        dels + 1,
+        "one DEL: handed over"
+    );
 
     // Fences before the failover.
     let keys = ["a", "b", "c"];

@@ -50,7 +50,9 @@ use tokio::task::JoinHandle;
 
 use super::cluster::{acquired_from, replica_shortfall, synced_acquire};
 use super::redis::{mask_url, parse_url, timed_out, RedisBackend, RedisOptions};
-use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
+use super::{
+    Acquired, Backend, BoxFuture, HandedOver, NoticeHub, Released, RenewItem, Renewed, Subscription,
+};
 use crate::error::{BackendError, BackendErrorKind, LockError};
 use crate::key::LockName;
 
@@ -575,6 +577,32 @@ impl Backend for SentinelBackend {
         Box::pin(async move {
             let p = self.primary().await?;
             let r = p.backend.release(name, token, keep_for).await;
+            self.state.after(&p, &r);
+            r
+        })
+    }
+
+    /// Hand-over as on a single node, on the primary; not with `wait_for_replicas`, whose grants
+    /// wait for replicas to acknowledge them (a hand-over would need that `WAIT` too).
+    fn hands_over(&self) -> bool {
+        self.state.opts.wait_for_replicas.is_none()
+    }
+
+    fn hand_over<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+        next: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<HandedOver, BackendError>> {
+        Box::pin(async move {
+            if !self.hands_over() {
+                return Err(BackendError::other(
+                    "no hand-over with wait_for_replicas (grants wait for replicas)",
+                ));
+            }
+            let p = self.primary().await?;
+            let r = p.backend.hand_over(name, token, next, ttl).await;
             self.state.after(&p, &r);
             r
         })
