@@ -123,8 +123,6 @@ enum TurnState {
     /// The releaser could not learn the outcome (an error, or its future was dropped): the lock may
     /// hold the waiter's token, so the waiter gives it back before it tries.
     Unknown,
-    /// The waiter used its grant.
-    Used,
     /// The waiter is gone: a grant that arrives now is the releaser's to give back.
     Gone,
 }
@@ -153,7 +151,9 @@ impl Turn {
         match *st {
             TurnState::Taken => Next::Wait,
             TurnState::Granted(sent) => {
-                *st = TurnState::Used;
+                // The waiter holds the lock now (or gives it back and tries again): releasers pass
+                // it by, and its leaving gives nothing back.
+                *st = TurnState::Trying;
                 Next::Granted(sent)
             }
             TurnState::Unknown => {
@@ -219,18 +219,34 @@ struct TakenTurn<'a> {
 }
 
 impl TakenTurn<'_> {
-    /// Settle the turn; `false` when the waiter is gone.
-    fn settle(mut self, to: TurnState) -> (Arc<Turn>, bool) {
+    /// The token and TTL to hand the lock over with.
+    fn target(&self) -> (Token, Duration) {
+        let turn = self.turn.as_ref().expect("not settled yet");
+        (turn.token, turn.ttl)
+    }
+
+    /// Settle the turn. If the waiter is gone while the lock holds (or may hold) its token, the lock
+    /// is given back before this returns.
+    async fn settle(mut self, to: TurnState) {
         let turn = self.turn.take().expect("settled once");
-        let ok = turn.settle(to);
-        (turn, ok)
+        if Self::orphaned(&turn, to) {
+            let _ = self
+                .backend
+                .release(self.name, turn.token.as_str(), None)
+                .await;
+        }
+    }
+
+    /// Settle `turn`; `true` when its waiter is gone and the lock holds, or may hold, its token.
+    fn orphaned(turn: &Turn, to: TurnState) -> bool {
+        !turn.settle(to) && matches!(to, TurnState::Granted(_) | TurnState::Unknown)
     }
 }
 
 impl Drop for TakenTurn<'_> {
     fn drop(&mut self) {
         let Some(turn) = self.turn.take() else { return };
-        if turn.settle(TurnState::Unknown) {
+        if !Self::orphaned(&turn, TurnState::Unknown) {
             return;
         }
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -419,61 +435,53 @@ async fn give_back(
     keep_for: Option<Duration>,
 ) -> Result<Released, crate::error::BackendError> {
     let name = &core.name;
-    if keep_for.is_some() && backend.hands_over() {
+    let taken = backend
+        .hands_over()
+        .then(|| local.take_turn(backend, name))
+        .flatten();
+    let Some(taken) = taken else {
+        return backend.release(name, core.token.as_str(), keep_for).await;
+    };
+    if keep_for.is_some() {
         // Kept for its minimum hold time: it expires by itself, without a notice. The longest local
         // waiter looks at it now and learns how long it remains.
         let r = backend.release(name, core.token.as_str(), keep_for).await;
-        if let Some(taken) = local.take_turn(backend, name) {
-            taken.settle(TurnState::Missed);
-        }
+        taken.settle(TurnState::Missed).await;
         return r;
     }
-    if backend.hands_over() {
-        if let Some(taken) = local.take_turn(backend, name) {
-            let (next, ttl) = {
-                let t = taken.turn.as_ref().expect("unsettled");
-                (t.token, t.ttl)
-            };
-            let sent = Instant::now();
-            let r = backend
-                .hand_over(name, core.token.as_str(), next.as_str(), ttl)
-                .await;
-            match r {
-                Ok(HandedOver::Granted) => {
-                    let (turn, delivered) = taken.settle(TurnState::Granted(sent));
-                    if !delivered {
-                        // The waiter left while the lock was on its way: give it back.
-                        let _ = backend.release(name, turn.token.as_str(), None).await;
-                    }
-                    tracing::trace!(key = %name.key, "lockattr: handed over to a local waiter");
-                    return Ok(Released::Deleted);
-                }
-                Ok(HandedOver::Released(Released::Deleted)) => {
-                    // Someone else marked the lock: it was released with a notice, which wakes one
-                    // local waiter to compete with them. This one keeps its place (were it to try as
-                    // well, one of the two would find the lock busy and mark it again, and the next
-                    // release could not hand over either).
-                    taken.settle(TurnState::Waiting);
-                    return Ok(Released::Deleted);
-                }
-                Ok(HandedOver::Released(r)) => {
-                    // Not ours any more (expired, maybe free): the waiter looks for itself.
-                    taken.settle(TurnState::Missed);
-                    return Ok(r);
-                }
-                Err(e) => {
-                    // The hand-over may or may not have run: the waiter gives back its token before
-                    // it tries (or, gone, leaves that to us), and this lease releases its own as usual.
-                    let (turn, told) = taken.settle(TurnState::Unknown);
-                    if !told {
-                        let _ = backend.release(name, turn.token.as_str(), None).await;
-                    }
-                    tracing::debug!(key = %name.key, error = %e, "lockattr: hand-over failed; releasing");
-                }
-            }
+    let (next, ttl) = taken.target();
+    let sent = Instant::now();
+    match backend
+        .hand_over(name, core.token.as_str(), next.as_str(), ttl)
+        .await
+    {
+        Ok(HandedOver::Granted) => {
+            // (Given back at once if the waiter left while the lock was on its way.)
+            taken.settle(TurnState::Granted(sent)).await;
+            tracing::trace!(key = %name.key, "lockattr: handed over to a local waiter");
+            Ok(Released::Deleted)
+        }
+        Ok(HandedOver::Released(Released::Deleted)) => {
+            // Someone else marked the lock: it was released with a notice, which wakes one local
+            // waiter to compete with them. This one keeps its place (were it to try as well, one of
+            // the two would find the lock busy and mark it again, and the next release could not
+            // hand over either).
+            taken.settle(TurnState::Waiting).await;
+            Ok(Released::Deleted)
+        }
+        Ok(HandedOver::Released(r)) => {
+            // Not ours any more (expired, maybe free): the waiter looks for itself.
+            taken.settle(TurnState::Missed).await;
+            Ok(r)
+        }
+        Err(e) => {
+            // The hand-over may or may not have run: the waiter gives back its token before it
+            // tries (or, gone, we do), and this lease releases its own as usual.
+            taken.settle(TurnState::Unknown).await;
+            tracing::debug!(key = %name.key, error = %e, "lockattr: hand-over failed; releasing");
+            backend.release(name, core.token.as_str(), None).await
         }
     }
-    backend.release(name, core.token.as_str(), keep_for).await
 }
 
 /// What happens to the guarded future when the lock is lost while it runs.
