@@ -686,9 +686,11 @@ fn finalize(st: &mut State, prefix: &str, quiet: u64) {
                 record_fence(st, &lock, token, fence, g.ts);
             }
         }
-        (1, 1) => {
-            // One-lock release: KEYS = the lock; ARGV = the token.
-            follow_releases(st, keys, &[&argv[0]], &g.lua, g.ts);
+        (n, a) if n >= 1 && a == n => {
+            // Release of locks with no minimum hold (one, or a coalesced batch): KEYS = the locks;
+            // ARGV = one token per lock.
+            let tokens: Vec<&String> = argv.iter().collect();
+            follow_releases(st, keys, &tokens, &g.lua, g.ts);
         }
         (1, 3) if !eq(&argv[0], "release") => {
             // Hand-over (a Cluster/Redlock release of one lock has the same shape, with its
@@ -870,6 +872,39 @@ mod tests {
             ],
         );
         assert_eq!(st.stats.grants, 3);
+    }
+
+    #[test]
+    fn follows_a_coalesced_release_of_plain_locks() {
+        let mut st = State::default();
+        feed(
+            &mut st,
+            &[
+                r#"1.0 [0 c:1] "SET" "t:{a}" "tok1" "NX" "PX" "500""#,
+                r#"1.01 [0 c:1] "SET" "t:{b}" "tok2" "NX" "PX" "500""#,
+                r#"1.02 [0 c:1] "SET" "t:{c}" "tok4" "NX" "PX" "500""#,
+                // One call releases two locks (KEYS = the locks, ARGV = one token each).
+                r#"1.1 [0 c:1] "EVALSHA" "r" "2" "t:{a}" "t:{b}" "tok1" "tok2""#,
+                r#"1.11 [0 lua] "GET" "t:{a}""#,
+                r#"1.12 [0 lua] "DEL" "t:{a}""#,
+                r#"1.13 [0 lua] "GET" "t:{b}""#,
+                r#"1.14 [0 lua] "DEL" "t:{b}""#,
+            ],
+        );
+        assert_eq!(st.stats.grants, 3, "{:?}", st.stats);
+        assert_eq!(st.stats.releases_deleted, 2, "{:?}", st.stats);
+        assert_eq!(st.stats.foreign_touches, 0, "{:?}", st.stats);
+        // A batch that deletes a lock another token holds is caught.
+        feed(
+            &mut st,
+            &[
+                r#"2.0 [0 c:2] "EVALSHA" "r" "2" "t:{d}" "t:{c}" "tok5" "tok3""#,
+                r#"2.01 [0 lua] "GET" "t:{d}""#,
+                r#"2.02 [0 lua] "GET" "t:{c}""#,
+                r#"2.03 [0 lua] "DEL" "t:{c}""#,
+            ],
+        );
+        assert_eq!(st.stats.foreign_touches, 1, "{:?}", st.stats);
     }
 
     #[test]
