@@ -98,7 +98,7 @@ impl Config {
 }
 
 fn usage() -> String {
-    "usage: lockbench [--quick] [--rounds N] [--only 1,2,3,4,5,6,7] [--contenders floor,guard,run,attr,rslock,dlock]".into()
+    "usage: lockbench [--quick] [--rounds N] [--only 1,2,3,4,5,6,7] [--contenders floor,guard,run,attr,rslock,dlock] [--callers 64,256 (scenario 2)]".into()
 }
 
 fn parse_args(args: &[String]) -> Res<Config> {
@@ -134,6 +134,20 @@ fn parse_args(args: &[String]) -> Res<Config> {
                         .ok_or_else(usage)?;
                     cfg.scenarios[i - 1] = true;
                 }
+            }
+            "--callers" => {
+                let list = it.next().ok_or_else(usage)?;
+                let mut sizes = Vec::new();
+                for n in list.split(',') {
+                    sizes.push(
+                        n.trim()
+                            .parse::<usize>()
+                            .ok()
+                            .filter(|n| *n > 0)
+                            .ok_or_else(usage)?,
+                    );
+                }
+                cfg.s2_callers = sizes;
             }
             "--contenders" => {
                 let list = it.next().ok_or_else(usage)?;
