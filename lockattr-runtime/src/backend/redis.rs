@@ -16,7 +16,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use once_cell::sync::Lazy;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -552,6 +552,11 @@ impl RedisBackend {
     }
 }
 
+/// The time left until `deadline` (zero once it has passed).
+fn until(deadline: Instant) -> Duration {
+    deadline.saturating_duration_since(Instant::now())
+}
+
 pub(crate) fn ms(d: Duration) -> u64 {
     (d.as_millis() as u64).max(1)
 }
@@ -568,10 +573,12 @@ fn evalsha(script: &redis::Script, numkeys: usize, args: usize, bytes: usize) ->
 /// The length of a number argument, at most (`u64`/`i64` in decimal).
 const NUM_LEN: usize = 20;
 
-/// Run a built [`evalsha`] command on `conn` within `timeout`; when the server does not know the script
-/// (`NOSCRIPT`: after a restart or `SCRIPT FLUSH`), load it and run the command again.
+/// Run a built [`evalsha`] command on `conn` by `deadline`; when the server does not know the script
+/// (`NOSCRIPT`: after a restart or `SCRIPT FLUSH`), load it and run the command again. A call that
+/// misses the deadline reports the command `timeout`.
 async fn eval_on<T: redis::FromRedisValue>(
     conn: &ConnectionManager,
+    deadline: Instant,
     timeout: Duration,
     script: &redis::Script,
     cmd: &redis::Cmd,
@@ -586,7 +593,7 @@ async fn eval_on<T: redis::FromRedisValue>(
             other => other,
         }
     };
-    match tokio::time::timeout(timeout, fut).await {
+    match tokio::time::timeout(until(deadline), fut).await {
         Ok(r) => r.map_err(map_err),
         Err(_) => Err(timed_out(timeout)),
     }
@@ -598,7 +605,14 @@ impl RedisBackend {
         script: &redis::Script,
         cmd: &redis::Cmd,
     ) -> Result<T, BackendError> {
-        eval_on(&self.conn, self.timeout, script, cmd).await
+        eval_on(
+            &self.conn,
+            Instant::now() + self.timeout,
+            self.timeout,
+            script,
+            cmd,
+        )
+        .await
     }
 }
 
@@ -627,9 +641,28 @@ const MAX_COALESCED: usize = 128;
 /// The queue and in-flight count of the coalesced calls.
 ///
 /// Invariant: while requests are queued, at least one call is in flight, and each call in flight ends
-/// with [`Coalescer::next`], which sends the queue on or hands it to the calls still in flight.
+/// with [`Coalescer::next`], which sends the queue on or hands it to the calls still in flight. Every
+/// queued request is therefore answered, by the call that takes it, within the command timeout counted
+/// from when the oldest request of its batch was queued (see [`Batch::since`]): one deadline per batch
+/// instead of a timer per request.
 struct Coalescer<R> {
-    state: Mutex<(usize, Vec<R>)>,
+    state: Mutex<Queue<R>>,
+}
+
+/// The calls in flight and the queue of a [`Coalescer`].
+struct Queue<R> {
+    in_flight: usize,
+    queued: Vec<R>,
+    /// When the oldest request in `queued` was queued (meaningless while it is empty).
+    since: Instant,
+}
+
+/// Queued requests taken to be sent together.
+#[derive(Debug)]
+struct Batch<R> {
+    ops: Vec<R>,
+    /// When the oldest of them was queued: their answers are due within the command timeout from then.
+    since: Instant,
 }
 
 /// What [`Coalescer::enter`] decided for one request.
@@ -640,55 +673,75 @@ enum Entry<R, T> {
     Queued(oneshot::Receiver<T>),
     /// Queued, and the queue made a full batch while the regular slots are busy: an extra slot was
     /// taken for these requests (this one among them); send them, then call [`Coalescer::next`].
-    Lead(oneshot::Receiver<T>, Vec<R>),
+    Lead(oneshot::Receiver<T>, Batch<R>),
 }
 
 impl<R> Default for Coalescer<R> {
     fn default() -> Self {
         Coalescer {
-            state: Mutex::new((0, Vec::new())),
+            state: Mutex::new(Queue {
+                in_flight: 0,
+                queued: Vec::new(),
+                since: Instant::now(),
+            }),
         }
     }
 }
 
 impl<R> Coalescer<R> {
-    fn state(&self) -> std::sync::MutexGuard<'_, (usize, Vec<R>)> {
+    fn state(&self) -> std::sync::MutexGuard<'_, Queue<R>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Take a slot, or queue the request `make()` builds (see [`Entry`]).
     fn enter<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> R) -> Entry<R, T> {
         let mut st = self.state();
-        if st.0 < MAX_IN_FLIGHT {
-            st.0 += 1;
+        if st.in_flight < MAX_IN_FLIGHT {
+            st.in_flight += 1;
             return Entry::Slot;
         }
         let (tx, rx) = oneshot::channel();
-        st.1.push(make(tx));
-        if st.0 < MAX_IN_FLIGHT_FULL && st.1.len() >= FULL_BATCH {
-            st.0 += 1;
-            let n = st.1.len().min(MAX_COALESCED);
-            return Entry::Lead(rx, st.1.drain(..n).collect());
+        if st.queued.is_empty() {
+            st.since = Instant::now();
+        }
+        st.queued.push(make(tx));
+        if st.in_flight < MAX_IN_FLIGHT_FULL && st.queued.len() >= FULL_BATCH {
+            st.in_flight += 1;
+            return Entry::Lead(rx, st.take());
         }
         Entry::Queued(rx)
     }
 
     /// Requests queued.
     fn queued(&self) -> usize {
-        self.state().1.len()
+        self.state().queued.len()
     }
 
     /// A call finished: the queued requests to send next in the same slot, or `None` (slot freed).
     /// An extra slot is freed when less than a full batch is queued: the regular calls still in flight
     /// take it.
-    fn next(&self) -> Option<Vec<R>> {
+    fn next(&self) -> Option<Batch<R>> {
         let mut st = self.state();
-        if st.1.is_empty() || (st.0 > MAX_IN_FLIGHT && st.1.len() < FULL_BATCH) {
-            st.0 -= 1;
+        if st.queued.is_empty() || (st.in_flight > MAX_IN_FLIGHT && st.queued.len() < FULL_BATCH) {
+            st.in_flight -= 1;
             return None;
         }
-        let n = st.1.len().min(MAX_COALESCED);
-        Some(st.1.drain(..n).collect())
+        Some(st.take())
+    }
+}
+
+impl<R> Queue<R> {
+    /// Take the queued requests (up to [`MAX_COALESCED`]) as one batch. Requests left behind count as
+    /// queued from now: they wait for one more call at most.
+    fn take(&mut self) -> Batch<R> {
+        let since = self.since;
+        let ops = if self.queued.len() <= MAX_COALESCED {
+            std::mem::take(&mut self.queued)
+        } else {
+            self.since = Instant::now();
+            self.queued.drain(..MAX_COALESCED).collect()
+        };
+        Batch { ops, since }
     }
 }
 
@@ -964,10 +1017,11 @@ impl Batching {
         prefix: &str,
         releases: &[ReleaseItem<'r>],
         acquires: &[AcquireItem<'r>],
+        deadline: Instant,
     ) -> Result<Vec<redis::Value>, BackendError> {
         let n = releases.len() + acquires.len();
         let (script, cmd) = script_cmd(prefix, releases, acquires);
-        let reply: redis::Value = eval_on(&self.conn, self.timeout, script, &cmd).await?;
+        let reply: redis::Value = eval_on(&self.conn, deadline, self.timeout, script, &cmd).await?;
         ops_answers(reply, n)
     }
 
@@ -981,11 +1035,12 @@ impl Batching {
         releases: &[ReleaseItem<'r>],
         acquires: &[AcquireItem<'r>],
         plain: &[AcquireItem<'r>],
+        deadline: Instant,
     ) -> Result<RoundTrip, BackendError> {
         let n = releases.len() + acquires.len();
         if plain.is_empty() {
             return Ok(RoundTrip {
-                script: self.call(prefix, releases, acquires).await,
+                script: self.call(prefix, releases, acquires, deadline).await,
                 plain: Vec::new(),
             });
         }
@@ -1002,7 +1057,7 @@ impl Batching {
         let mut conn = self.conn.clone();
         // With `ignore_errors`, each command's error reply comes back in place, as a value.
         let sent = pipe.query_async::<redis::Value>(&mut conn);
-        let mut replies = match tokio::time::timeout(self.timeout, sent).await {
+        let mut replies = match tokio::time::timeout(until(deadline), sent).await {
             Ok(Ok(redis::Value::Array(replies)))
                 if replies.len() == plain.len() + usize::from(n > 0) =>
             {
@@ -1027,7 +1082,7 @@ impl Batching {
                 redis::Value::ServerError(e)
                     if e.kind() == Some(redis::ServerErrorKind::NoScript) =>
                 {
-                    self.call(prefix, releases, acquires).await
+                    self.call(prefix, releases, acquires, deadline).await
                 }
                 redis::Value::ServerError(e) => Err(map_err(e.into())),
                 reply => ops_answers(reply, n),
@@ -1050,8 +1105,8 @@ impl Batching {
                 batch: self.clone(),
             }),
             Entry::Queued(rx) => Err(rx),
-            Entry::Lead(rx, ops) => {
-                self.lead(ops);
+            Entry::Lead(rx, batch) => {
+                self.lead(batch);
                 Err(rx)
             }
         }
@@ -1061,10 +1116,10 @@ impl Batching {
     /// with the queue as [`run_queued`](Self::run_queued) does. Without a runtime the operations are
     /// dropped and the slot freed: their callers see a closed channel and report the backend
     /// unavailable.
-    fn lead(self: &Arc<Self>, mut ops: Vec<Op>) {
+    fn lead(self: &Arc<Self>, mut ops: Batch<Op>) {
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            let batch = self.clone();
-            drop(rt.spawn(async move { batch.run_queued(ops).await }));
+            let batching = self.clone();
+            drop(rt.spawn(async move { batching.run_queued(ops).await }));
             return;
         }
         loop {
@@ -1077,9 +1132,9 @@ impl Batching {
     }
 
     /// Send queued operations, call after call, until the queue is empty (then free the slot).
-    async fn run_queued(self: Arc<Self>, mut ops: Vec<Op>) {
+    async fn run_queued(self: Arc<Self>, mut batch: Batch<Op>) {
         loop {
-            self.send(std::mem::take(&mut ops)).await;
+            self.send(batch).await;
             // With less than a full batch queued, let the callers just answered run first: most of
             // them queue their next operation at once (a release after an acquire), and it rides the
             // next call instead of waiting for a later one. A full queue goes out at once (waiting
@@ -1088,16 +1143,19 @@ impl Batching {
                 tokio::task::yield_now().await;
             }
             match self.ops.next() {
-                Some(next) => ops = next,
+                Some(next) => batch = next,
                 None => return,
             }
         }
     }
 
-    /// Send `ops` and answer each caller. One round trip carries the releases, the script acquires
+    /// Send `batch` and answer each caller, within the command timeout from when its oldest operation
+    /// was queued (an operation that could not be sent by then is answered "timed out"). One round trip carries the releases, the script acquires
     /// of the first acquire's prefix (each prefix has its own fence counter, so script acquires under
     /// other prefixes, which are rare, go in round trips of their own), and every plain acquire.
-    async fn send(&self, ops: Vec<Op>) {
+    async fn send(&self, batch: Batch<Op>) {
+        let Batch { ops, since } = batch;
+        let mut deadline = since + self.timeout;
         // Sized for the whole batch once: most batches are all plain acquires and releases, and
         // growing three vectors push by push cost more than the batch's own bookkeeping.
         let n = ops.len();
@@ -1131,10 +1189,16 @@ impl Batching {
                     std::mem::take(&mut releases),
                     std::mem::take(&mut acquires),
                     std::mem::take(&mut plain),
+                    deadline,
                 )
                 .await;
             // Grants whose caller went away (cancelled, or its wait timed out) are given back, telling
-            // any waiter; plain acquires that found their lock busy go again through the script.
+            // any waiter, with a full command timeout of their own (a give-back must not fail because
+            // the batch used its time); plain acquires that found their lock busy go again through the
+            // script.
+            if !gone.is_empty() {
+                deadline = deadline.max(Instant::now() + self.timeout);
+            }
             releases = gone;
             others.extend(busy);
             acquires = others;
@@ -1150,13 +1214,15 @@ impl Batching {
         releases: Vec<ReleaseReq>,
         acquires: Vec<AcquireReq>,
         plain: Vec<AcquireReq>,
+        deadline: Instant,
     ) -> (Vec<ReleaseReq>, Vec<AcquireReq>) {
         let rel: Vec<ReleaseItem<'_>> = releases
             .iter()
             .map(|r| (r.lock_key.as_str(), r.token.as_str(), r.mode))
             .collect();
         let (acq, pl) = (acquire_items(&acquires), acquire_items(&plain));
-        let (script, plain_replies) = match self.round_trip(prefix, &rel, &acq, &pl).await {
+        let (script, plain_replies) = match self.round_trip(prefix, &rel, &acq, &pl, deadline).await
+        {
             Ok(rt) => (rt.script, rt.plain),
             Err(e) => (Err(e), Vec::new()),
         };
@@ -1209,17 +1275,17 @@ impl Batching {
     }
 }
 
-/// A queued call's answer, or "unavailable" when none came within `timeout`.
+/// A queued operation's answer. No timer of its own: the call that takes the operation answers it
+/// within the command timeout from when it was queued (see [`Coalescer`]), or drops it (the runtime is
+/// shutting down), which reports the backend unavailable.
 async fn queued_answer<T>(
     rx: oneshot::Receiver<Result<T, BackendError>>,
-    timeout: Duration,
 ) -> Result<T, BackendError> {
-    match tokio::time::timeout(timeout, rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) => Err(BackendError::unavailable(
+    match rx.await {
+        Ok(r) => r,
+        Err(_) => Err(BackendError::unavailable(
             "the coalesced call was dropped (runtime shutting down)",
         )),
-        Err(_) => Err(timed_out(timeout)),
     }
 }
 
@@ -1251,7 +1317,7 @@ impl Backend for RedisBackend {
             });
             let _slot = match queued {
                 Ok(slot) => slot,
-                Err(rx) => return queued_answer(rx, self.timeout).await,
+                Err(rx) => return queued_answer(rx).await,
             };
             if plain {
                 let cmd = plain_set(&name.lock_key, token, ttl);
@@ -1267,7 +1333,8 @@ impl Backend for RedisBackend {
             }
             let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, ttl);
-            let answers = self.batch.call(prefix, &[], &[lock]).await?;
+            let deadline = Instant::now() + self.timeout;
+            let answers = self.batch.call(prefix, &[], &[lock], deadline).await?;
             acquire_answer(&answers[0], ttl)
         })
     }
@@ -1333,7 +1400,7 @@ impl Backend for RedisBackend {
             });
             let _slot = match queued {
                 Ok(slot) => slot,
-                Err(rx) => return queued_answer(rx, self.timeout).await,
+                Err(rx) => return queued_answer(rx).await,
             };
             if mode == 0 {
                 let lock = (name.lock_key.as_str(), token, 0);
@@ -1349,7 +1416,8 @@ impl Backend for RedisBackend {
             }
             let prefix = prefix_of(&name.lock_key);
             let lock = (name.lock_key.as_str(), token, mode);
-            let answers = self.batch.call(prefix, &[lock], &[]).await?;
+            let deadline = Instant::now() + self.timeout;
+            let answers = self.batch.call(prefix, &[lock], &[], deadline).await?;
             release_answer(&answers[0])
         })
     }
@@ -1607,19 +1675,23 @@ pub(crate) async fn drain_while_down(
 
 #[cfg(test)]
 mod tests {
-    use super::{mask_url, Coalescer, Entry, FULL_BATCH, MAX_IN_FLIGHT, MAX_IN_FLIGHT_FULL};
+    use std::time::{Duration, Instant};
+
+    use super::{
+        mask_url, Coalescer, Entry, FULL_BATCH, MAX_COALESCED, MAX_IN_FLIGHT, MAX_IN_FLIGHT_FULL,
+    };
 
     /// What `enter` decided: `"slot"`, `"queued"`, or `"lead N"` for an extra call of N requests.
     fn enter(c: &Coalescer<u32>, id: u32) -> String {
         match c.enter::<()>(|_| id) {
             Entry::Slot => "slot".into(),
             Entry::Queued(_) => "queued".into(),
-            Entry::Lead(_, ops) => format!("lead {}", ops.len()),
+            Entry::Lead(_, batch) => format!("lead {}", batch.ops.len()),
         }
     }
 
     fn in_flight(c: &Coalescer<u32>) -> usize {
-        c.state().0
+        c.state().in_flight
     }
 
     #[test]
@@ -1636,7 +1708,7 @@ mod tests {
             id += 1;
         }
         assert_eq!(enter(&c, id), format!("lead {FULL_BATCH}"));
-        assert!(c.state().1.is_empty());
+        assert!(c.state().queued.is_empty());
         // ... as long as fewer than MAX_IN_FLIGHT_FULL calls are in flight.
         for _ in MAX_IN_FLIGHT + 1..MAX_IN_FLIGHT_FULL {
             for _ in 0..FULL_BATCH {
@@ -1650,7 +1722,7 @@ mod tests {
             assert_eq!(enter(&c, id), "queued");
         }
         // A finished call takes the queue (up to MAX_COALESCED) in its slot.
-        assert_eq!(c.next().map(|b| b.len()), Some(2 * FULL_BATCH));
+        assert_eq!(c.next().map(|b| b.ops.len()), Some(2 * FULL_BATCH));
         assert_eq!(in_flight(&c), MAX_IN_FLIGHT_FULL);
         // With less than a full batch queued, the extra calls free their slots and leave the queue to
         // the regular calls still in flight, which take it.
@@ -1662,7 +1734,7 @@ mod tests {
             assert!(c.next().is_none());
             assert_eq!(in_flight(&c), left);
         }
-        assert_eq!(c.next().map(|b| b.len()), Some(3));
+        assert_eq!(c.next().map(|b| b.ops.len()), Some(3));
         assert_eq!(in_flight(&c), MAX_IN_FLIGHT);
         // An empty queue frees every slot.
         for _ in 0..MAX_IN_FLIGHT {
@@ -1670,6 +1742,44 @@ mod tests {
         }
         assert_eq!(in_flight(&c), 0);
         assert_eq!(enter(&c, 1), "slot");
+    }
+
+    #[test]
+    fn a_batch_is_due_from_when_its_oldest_request_was_queued() {
+        let c = Coalescer::<u32>::default();
+        for id in 0..MAX_IN_FLIGHT as u32 {
+            assert_eq!(enter(&c, id), "slot");
+        }
+        let before = Instant::now();
+        assert_eq!(enter(&c, 100), "queued");
+        std::thread::sleep(Duration::from_millis(20));
+        let later = Instant::now();
+        assert_eq!(enter(&c, 101), "queued");
+        let batch = c.next().expect("the queue goes out when the call ends");
+        assert_eq!(batch.ops, vec![100, 101]);
+        assert!(batch.since >= before && batch.since < later, "{batch:?}");
+        // More than one call carries: those left behind count from when the first call took its share.
+        // (The extra calls are busy first, so that everything else queues.)
+        let mut id = 200;
+        while in_flight(&c) < MAX_IN_FLIGHT_FULL {
+            enter(&c, id);
+            id += 1;
+        }
+        for _ in 0..MAX_COALESCED + 5 {
+            assert_eq!(enter(&c, id), "queued");
+            id += 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        let drained = Instant::now();
+        let first = c.next().expect("a full call");
+        assert_eq!(first.ops.len(), MAX_COALESCED);
+        assert!(first.since < drained);
+        for _ in MAX_IN_FLIGHT..MAX_IN_FLIGHT_FULL {
+            assert!(c.next().is_none());
+        }
+        let rest = c.next().expect("the rest");
+        assert_eq!(rest.ops.len(), 5);
+        assert!(rest.since >= drained, "{rest:?}");
     }
 
     #[test]
