@@ -639,9 +639,9 @@ impl RedisBackend {
 /// `SET NX PX`s pipelined behind it. Under load one round trip carries many locks, so the per-request
 /// cost on both sides (system calls, script set-up) is shared. An idle client sends each operation at
 /// once, exactly as without batching. One regular call (rather than two) makes the batches under load
-/// about twice as large: with 64 callers on 2 cores, 10–15 % less client and server time per
-/// acquisition and 5–10 % more throughput, and no loss at 2–8 callers, whose round trips are bound by
-/// the network anyway (BENCHMARKS.md, session 9).
+/// about twice as large: with 64 callers on 2 cores, less client and server time per acquisition and
+/// more throughput, and no loss at 2–8 callers, whose round trips are bound by the network anyway
+/// (BENCHMARKS.md, session 9).
 const MAX_IN_FLIGHT: usize = 1;
 /// Script calls in flight at most, counting the extra one that carries a full batch: when the regular
 /// call is busy and [`FULL_BATCH`] operations have queued, the queue goes out at once instead of
@@ -753,7 +753,9 @@ impl<R> Queue<R> {
     fn take(&mut self) -> Batch<R> {
         let since = self.since;
         let ops = if self.queued.len() <= MAX_COALESCED {
-            std::mem::take(&mut self.queued)
+            // The next queue starts with room for as many: no growing it push by push.
+            let room = self.queued.len();
+            std::mem::replace(&mut self.queued, Vec::with_capacity(room))
         } else {
             self.since = Instant::now();
             self.queued.drain(..MAX_COALESCED).collect()
@@ -1027,8 +1029,7 @@ struct RoundTrip {
 
 impl Batching {
     /// One script call (see [`script_cmd`]): release `releases`, then acquire `acquires` (all under
-    /// `prefix`). One
-    /// answer per operation, releases first.
+    /// `prefix`), by `deadline`. One answer per operation, releases first.
     async fn call<'r>(
         &self,
         prefix: &str,
