@@ -582,7 +582,8 @@ pub(crate) fn ms(d: Duration) -> u64 {
 /// `bytes` long in all, counting the keys), then [`RedisBackend::eval`]. One contiguous argument
 /// buffer, sized once, instead of one allocation per argument or a buffer grown argument by argument.
 fn evalsha(script: &redis::Script, numkeys: usize, args: usize, bytes: usize) -> redis::Cmd {
-    let mut cmd = redis::Cmd::with_capacity(3 + args, 7 + 40 + 20 + bytes);
+    // `EVALSHA`, the 40-digit hash and the key count come first.
+    let mut cmd = redis::Cmd::with_capacity(3 + args, 7 + 40 + NUM_LEN + bytes);
     cmd.arg("EVALSHA").arg(script.get_hash()).arg(numkeys);
     cmd
 }
