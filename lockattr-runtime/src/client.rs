@@ -71,8 +71,9 @@ pub(crate) struct ClientInner {
     pub(crate) backend: Arc<dyn Backend>,
     pub(crate) config: ClientConfig,
     pub(crate) watchdog: Watchdog,
-    /// Leases held per task (reentrancy) and local waiters per key (fair hand-off).
-    pub(crate) held: crate::lease::Local,
+    /// Leases held per task (reentrancy) and local waiters per key (fair hand-off); shared with the
+    /// leases, which tell it when they are lost.
+    pub(crate) held: Arc<crate::lease::Local>,
 }
 
 /// A handle to a lock backend. Cheap to clone (all clones share the backend, the connection, the

@@ -80,6 +80,18 @@ struct HeldMap {
     by_key: FastMap<u64, u32>,
 }
 
+impl HeldMap {
+    /// One lease fewer held under `hash`.
+    fn uncount(&mut self, hash: u64) {
+        if let Some(n) = self.by_key.get_mut(&hash) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_key.remove(&hash);
+            }
+        }
+    }
+}
+
 /// Per-client bookkeeping of what this process does with its locks: the leases each task holds (for
 /// reentrancy) and the tasks that wait for each key, in order (so that a local holder that lets go and
 /// asks again queues behind the local waiters instead of taking the lock straight back, and so that a
@@ -104,7 +116,8 @@ pub(crate) struct Turn {
 }
 
 /// Where a [`Turn`] stands. Only the waiter moves it out of `Waiting` into `Trying` and back; only a
-/// releaser moves it from `Waiting` into `Taken`, and out of `Taken`.
+/// releaser moves it from `Waiting` into `Taken`, and out of `Taken`; a local holder's loss moves the
+/// longest waiting turn from `Waiting` into `Missed` ([`Local::lost`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TurnState {
     /// Waiting: a releaser may take it.
@@ -117,8 +130,8 @@ enum TurnState {
     /// Handed over: the lock holds the waiter's token, valid for its TTL counted from this instant
     /// (when the hand-over was sent).
     Granted(Instant),
-    /// Not handed over because the lock was no longer the releaser's (it expired; maybe it is free):
-    /// the waiter tries itself.
+    /// Not handed over because the lock was no longer the releaser's (it expired; maybe it is free),
+    /// or the lease of the local holder it queued behind was lost: the waiter tries itself.
     Missed,
     /// The releaser could not learn the outcome (an error, or its future was dropped): the lock may
     /// hold the waiter's token, so the waiter gives it back before it tries.
@@ -302,14 +315,11 @@ impl Local {
     }
 
     /// Forget the caller's lease of `hash` (dead by now: released or dropped), with the other dead
-    /// leases of its task's slot.
-    fn remove_dead(&self, task: Option<tokio::task::Id>, hash: u64) {
+    /// leases of its task's slot; `counted`: it is still counted as held under its key.
+    fn remove_dead(&self, task: Option<tokio::task::Id>, hash: u64, counted: bool) {
         let mut guard = self.held();
-        if let Some(n) = guard.by_key.get_mut(&hash) {
-            *n -= 1;
-            if *n == 0 {
-                guard.by_key.remove(&hash);
-            }
+        if counted {
+            guard.uncount(hash);
         }
         let Some(task) = task else { return };
         let slot = (task, hash);
@@ -331,6 +341,12 @@ impl Local {
     /// only make a waiter queue instead of trying at once, until its fallback timer).
     fn holds(&self, lock_key: &str) -> bool {
         self.held().by_key.contains_key(&key_hash(lock_key))
+    }
+
+    /// Whether the waiter that queued last for `lock_key` is behind someone of this client: a task that
+    /// holds the lock (with a lease not lost), or another waiter.
+    fn queued_behind(&self, lock_key: &str) -> bool {
+        self.holds(lock_key) || self.waiting().get(lock_key).is_some_and(|q| q.len() > 1)
     }
 
     /// Whether some task of this client waits for `lock_key`.
@@ -391,6 +407,38 @@ impl Local {
             name,
         })
     }
+
+    /// A lease of this client was lost while its task may still run (with [`OnLost::Finish`], or
+    /// until its body sees the loss): it no longer counts as held, so new requests try at once, and
+    /// the longest waiter queued behind it looks at the lock itself (it may be free: it expired, or
+    /// was deleted) instead of waiting for the lost holder's release or its own fallback.
+    fn lost(&self, core: &LeaseCore) {
+        if core.counted.swap(false, Ordering::AcqRel) {
+            self.held().uncount(key_hash(&core.name.lock_key));
+        }
+        if self.any_waiting.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let w = self.waiting();
+        let Some(queue) = w.get(&core.name.lock_key) else {
+            return;
+        };
+        for turn in queue {
+            let mut st = turn.state();
+            match *st {
+                // Already looking.
+                TurnState::Trying | TurnState::Missed => return,
+                TurnState::Waiting => {
+                    *st = TurnState::Missed;
+                    drop(st);
+                    turn.notify.notify_one();
+                    return;
+                }
+                // Being handed over, or settled by a releaser: the next one.
+                _ => {}
+            }
+        }
+    }
 }
 
 /// One task waiting for a key (see [`Local::wait_for`]). Dropped, it leaves the queue; if the lock was
@@ -435,8 +483,9 @@ async fn give_back(
     keep_for: Option<Duration>,
 ) -> Result<Released, crate::error::BackendError> {
     let name = &core.name;
-    let taken = backend
-        .hands_over()
+    // A lost lease hands nothing over: its loss already told the longest waiter to look for itself
+    // (`Local::lost`), and a hand-over would only find the lock not ours and send the next one too.
+    let taken = (backend.hands_over() && core.lost_reason().is_none())
         .then(|| local.take_turn(backend, name))
         .flatten();
     let Some(taken) = taken else {
@@ -514,6 +563,11 @@ pub(crate) struct LeaseCore {
     /// Wakes [`LeaseCore::lost`] waiters when `lost` is set.
     lost_notify: Notify,
     released: AtomicBool,
+    /// The client's local bookkeeping, told when this lease is lost (see [`Local::lost`]).
+    local: Weak<Local>,
+    /// Whether [`Local`] counts this lease as held under its key ([`Local::holds`]): cleared once, by
+    /// the loss or the release, whichever comes first.
+    counted: AtomicBool,
 }
 
 impl LeaseCore {
@@ -568,6 +622,9 @@ impl LeaseCore {
         if first {
             self.lost_notify.notify_waiters();
             tracing::warn!(key = %self.name.key, fence = ?self.issued_fence(), %reason, "lockattr: lock lost");
+            if let Some(local) = self.local.upgrade() {
+                local.lost(self);
+            }
         }
     }
 
@@ -668,7 +725,11 @@ impl Lease {
             .inner
             .watchdog
             .unregister(self.watch, self.core.id);
-        self.client.inner.held.remove_dead(self.task, self.key_hash);
+        let counted = self.core.counted.swap(false, Ordering::AcqRel);
+        self.client
+            .inner
+            .held
+            .remove_dead(self.task, self.key_hash, counted);
     }
 }
 
@@ -977,16 +1038,24 @@ impl LockRequest {
                 let s = backend.subscribe(&name).await;
                 let notify = s.notify().clone();
                 sub = Some(s);
+                // The holder's lease may have been lost since (`Local::lost` then woke the waiter
+                // ahead, or nobody if this one had not queued yet): look at the lock now.
+                let behind = inner.held.queued_behind(&name.lock_key) || {
+                    tracing::trace!(key = %name.key, "lockattr: the local holder is gone; trying");
+                    false
+                };
                 // Every release of the lock by this client hands it to a waiting turn or publishes
                 // a notice, and a holder elsewhere publishes one because the first local waiter
                 // marked the lock; should none come (the notice connection was down), the lock is
                 // looked at again after a lease's length.
                 let fallback = ttl + jitter(Some(ttl));
-                tracing::trace!(key = %name.key, "lockattr: queueing behind local waiters");
-                tokio::select! {
-                    _ = notify.notified() => noticed = true,
-                    _ = w.turn.settled() => {}
-                    _ = tokio::time::sleep_until((started + fallback).min(give_up)) => {}
+                if behind {
+                    tracing::trace!(key = %name.key, "lockattr: queueing behind local waiters");
+                    tokio::select! {
+                        _ = notify.notified() => noticed = true,
+                        _ = w.turn.settled() => {}
+                        _ = tokio::time::sleep_until((started + fallback).min(give_up)) => {}
+                    }
                 }
                 waiting = Some(w);
             }
@@ -1149,6 +1218,8 @@ impl LockRequest {
             lost: AtomicU8::new(NOT_LOST),
             lost_notify: Notify::new(),
             released: AtomicBool::new(false),
+            local: Arc::downgrade(&inner.held),
+            counted: AtomicBool::new(true),
         });
         core.extend(sent + validity);
         tracing::debug!(key = %core.name.key, ?fence, ttl_ms = ttl.as_millis() as u64, auto_renew = self.auto_renew, "lockattr: acquired");

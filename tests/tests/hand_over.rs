@@ -284,3 +284,100 @@ async fn tasks_starting_together_never_wait_for_the_fallback() {
         backend.stats().hand_overs
     );
 }
+
+/// A local holder whose lease is lost while its task still runs (here the key is deleted behind its
+/// back, which its next renewal finds) does not keep the waiters queued behind it: the longest one is
+/// told at once and takes the freed lock while the lost holder's task still holds its guard, instead
+/// of at its fallback (a lease's length) or when it gives up (which the bound below tells apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_local_holder_lets_its_waiters_look_at_once() {
+    let server = RedisServer::spawn();
+    let (a, _) = client_with_stats(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    // Renewed every second.
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(3))
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    let waiting = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let g = hold_for(&a, Duration::from_secs(20)).await?;
+            Ok::<_, LockError>((Instant::now(), g.fence().await?, g))
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(
+        !waiting.is_finished(),
+        "the waiter queues behind the holder"
+    );
+    let deleted = Instant::now();
+    cmd(&mut conn, &["DEL", "t:{k}"]).await;
+
+    let reason = tokio::time::timeout(Duration::from_secs(3), holder.lost())
+        .await
+        .expect("the holder's next renewal finds the loss");
+    let (got, fence, g) = join(waiting)
+        .await
+        .expect("the waiter takes the freed lock");
+    assert!(
+        got - deleted < Duration::from_secs(5),
+        "told at the loss ({reason:?}), not at its fallback (30 s) or when it gives up (20 s): {:?}",
+        got - deleted
+    );
+    assert!(fence > 0 && g.is_held());
+    assert!(!holder.is_held(), "the lost holder still has its guard");
+    let token = get(&mut conn, "t:{k}").await.expect("held by the waiter");
+    assert!(!token.ends_with('*'), "nobody else waits: {token}");
+    g.release().await.unwrap();
+    drop(holder);
+}
+
+/// A request that comes after a local holder's lease was lost (its task still holds the guard) does
+/// not queue behind it: it tries at once and takes the freed lock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_after_a_local_holders_loss_tries_at_once() {
+    let server = RedisServer::spawn();
+    let (a, _) = client_with_stats(&server.url()).await;
+    let mut conn = raw(&server.url()).await;
+    let holder = a
+        .lock("k")
+        .ttl(Duration::from_secs(3))
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    cmd(&mut conn, &["DEL", "t:{k}"]).await;
+    let reason = tokio::time::timeout(Duration::from_secs(3), holder.lost())
+        .await
+        .expect("the holder's next renewal finds the loss");
+
+    let t0 = Instant::now();
+    let g = hold_for(&a, Duration::from_secs(20))
+        .await
+        .expect("the freed lock");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "not queued behind the lost holder ({reason:?}) until its fallback (30 s) or giving up (20 s): {:?}",
+        t0.elapsed()
+    );
+    assert!(g.is_held() && !holder.is_held());
+    g.release().await.unwrap();
+    drop(holder);
+}
+
+/// Take `k` through `client` with a 30 s TTL, waiting up to `wait`.
+async fn hold_for(
+    client: &LockClient,
+    wait: Duration,
+) -> Result<lockattr_runtime::LockGuard, LockError> {
+    client
+        .lock("k")
+        .ttl(Duration::from_secs(30))
+        .wait(wait)
+        .acquire()
+        .await
+}
