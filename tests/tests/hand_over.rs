@@ -292,16 +292,7 @@ async fn tasks_starting_together_never_wait_for_the_fallback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_local_holder_lets_its_waiters_look_at_once() {
     let server = RedisServer::spawn();
-    let (a, _) = client_with_stats(&server.url()).await;
-    let mut conn = raw(&server.url()).await;
-    // Renewed every second.
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(3))
-        .auto_renew(true)
-        .acquire()
-        .await
-        .unwrap();
+    let (a, mut conn, holder) = renewed_holder(&server).await;
     let waiting = {
         let a = a.clone();
         tokio::spawn(async move {
@@ -315,11 +306,7 @@ async fn a_lost_local_holder_lets_its_waiters_look_at_once() {
         "the waiter queues behind the holder"
     );
     let deleted = Instant::now();
-    cmd(&mut conn, &["DEL", "t:{k}"]).await;
-
-    let reason = tokio::time::timeout(Duration::from_secs(3), holder.lost())
-        .await
-        .expect("the holder's next renewal finds the loss");
+    let reason = lose(&mut conn, &holder).await;
     let (got, fence, g) = join(waiting)
         .await
         .expect("the waiter takes the freed lock");
@@ -341,19 +328,8 @@ async fn a_lost_local_holder_lets_its_waiters_look_at_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_after_a_local_holders_loss_tries_at_once() {
     let server = RedisServer::spawn();
-    let (a, _) = client_with_stats(&server.url()).await;
-    let mut conn = raw(&server.url()).await;
-    let holder = a
-        .lock("k")
-        .ttl(Duration::from_secs(3))
-        .auto_renew(true)
-        .acquire()
-        .await
-        .unwrap();
-    cmd(&mut conn, &["DEL", "t:{k}"]).await;
-    let reason = tokio::time::timeout(Duration::from_secs(3), holder.lost())
-        .await
-        .expect("the holder's next renewal finds the loss");
+    let (a, mut conn, holder) = renewed_holder(&server).await;
+    let reason = lose(&mut conn, &holder).await;
 
     let t0 = Instant::now();
     let g = hold_for(&a, Duration::from_secs(20))
@@ -367,6 +343,38 @@ async fn a_request_after_a_local_holders_loss_tries_at_once() {
     assert!(g.is_held() && !holder.is_held());
     g.release().await.unwrap();
     drop(holder);
+}
+
+/// A client on `server`, a connection of its own to it, and that client's guard of `k` with a 3 s TTL,
+/// renewed every second.
+async fn renewed_holder(
+    server: &RedisServer,
+) -> (
+    LockClient,
+    redis::aio::MultiplexedConnection,
+    lockattr_runtime::LockGuard,
+) {
+    let (client, _) = client_with_stats(&server.url()).await;
+    let conn = raw(&server.url()).await;
+    let holder = client
+        .lock("k")
+        .ttl(Duration::from_secs(3))
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    (client, conn, holder)
+}
+
+/// Delete `k` behind `holder`'s back and wait until its next renewal finds the loss (within 3 s).
+async fn lose(
+    conn: &mut redis::aio::MultiplexedConnection,
+    holder: &lockattr_runtime::LockGuard,
+) -> lockattr_runtime::LostReason {
+    cmd(conn, &["DEL", "t:{k}"]).await;
+    tokio::time::timeout(Duration::from_secs(3), holder.lost())
+        .await
+        .expect("the holder's next renewal finds the loss")
 }
 
 /// Take `k` through `client` with a 30 s TTL, waiting up to `wait`.
