@@ -1040,10 +1040,7 @@ impl LockRequest {
                 sub = Some(s);
                 // The holder's lease may have been lost since (`Local::lost` then woke the waiter
                 // ahead, or nobody if this one had not queued yet): look at the lock now.
-                let behind = inner.held.queued_behind(&name.lock_key) || {
-                    tracing::trace!(key = %name.key, "lockattr: the local holder is gone; trying");
-                    false
-                };
+                let behind = inner.held.queued_behind(&name.lock_key);
                 // Every release of the lock by this client hands it to a waiting turn or publishes
                 // a notice, and a holder elsewhere publishes one because the first local waiter
                 // marked the lock; should none come (the notice connection was down), the lock is
@@ -1056,6 +1053,8 @@ impl LockRequest {
                         _ = w.turn.settled() => {}
                         _ = tokio::time::sleep_until((started + fallback).min(give_up)) => {}
                     }
+                } else {
+                    tracing::trace!(key = %name.key, "lockattr: the local holder's lease was lost; trying");
                 }
                 waiting = Some(w);
             }
