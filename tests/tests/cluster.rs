@@ -221,6 +221,12 @@ async fn locks_spread_over_every_primary_renew_and_release() {
     cmd_on(&cluster, p, &["SET", &counter, &ahead.to_string()]).await;
     let g = client.lock("badfence").acquire().await.expect("acquire");
     assert_eq!(g.fence().await.unwrap(), ahead + 1);
+    // The counter outlives its lock (default TTL 30 s) by a day, not forever.
+    let kept = pttl_on(&cluster, p, &counter).await;
+    assert!(
+        (86_400_000..=86_430_000).contains(&kept),
+        "counter PTTL {kept} ms"
+    );
     g.release().await.expect("release");
 
     // Waiting for replicas succeeds on a healthy cluster, on every primary.

@@ -117,6 +117,16 @@ async fn basic(n: usize) {
     // Every node's TTL was refreshed by the renewals (not only a majority's).
     assert!(fx.remaining_ms(&bk("basic")).await.unwrap() > 0);
     let f = g.fence().await.unwrap();
+    // A majority keeps the fence counter for a day past the TTL, not forever.
+    let mut kept = 0;
+    for s in &fx.servers {
+        let t = pttl(&mut raw(&s.url()).await, &fk("basic")).await;
+        kept += usize::from((86_390_000..=86_400_300).contains(&t));
+    }
+    assert!(
+        kept > n / 2,
+        "{kept} of {n} nodes keep the counter for TTL + 1 day"
+    );
     g.release().await.unwrap();
     // A majority deleted before `release` returned; the last node's delete may still be in flight.
     eventually("released everywhere", Duration::from_secs(2), || async {

@@ -7,8 +7,8 @@
 //! [`Backend`] trait (guard, watchdog, waiting, the attribute) is unchanged.
 //!
 //! # Routing
-//! A lock `K` lives at `prefix:{K}`, its fence counter at `prefix:{K}:fence` and its notices on the
-//! channel `prefix:{K}:released`. The braces are a hash tag, so all three share one hash slot and every
+//! A lock `K` lives at `prefix:{K}`, its fence counter at `prefix:{K}:fence` (kept for a day past the
+//! TTL of the lock's last grant) and its notices on the channel `prefix:{K}:released`. The braces are a hash tag, so all three share one hash slot and every
 //! script call is a single-slot command: `EVALSHA` is routed by its first key to the primary that owns
 //! the slot. Different keys hash to different slots, so locks spread over all primaries.
 //!
@@ -97,7 +97,7 @@ use tokio::time::Instant;
 use super::redis::{
     drain_while_down, handle_sub_cmd, map_err, mask_url, ms, parse_url, release_codes,
     release_mode, take_fences_lua, timed_out, unsubscribe_idle, SubCmd, SubscriberSlot,
-    RELEASE_LUA, RENEW_LUA,
+    FENCE_COUNTER_KEEP, RELEASE_LUA, RENEW_LUA,
 };
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, LockError};
@@ -111,12 +111,13 @@ use crate::key::LockName;
 /// When busy, the holder's value is marked with a trailing `*` (once): someone waits, so its release
 /// must publish a notice (see [`RELEASE_LUA`]). `APPEND` keeps the TTL; the owner checks accept the
 /// token with or without the mark.
+/// KEYS: lock, fence counter; ARGV: token, TTL in ms, the counter's lifetime in ms.
 /// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
 const ACQUIRE_LUA: &str = concat!(
     take_fences_lua!(),
     r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  local fence, bad = take_fences(KEYS[2], 1)
+  local fence, bad = take_fences(KEYS[2], 1, ARGV[3])
   if bad then
     redis.call('DEL', KEYS[1])
     if string.sub(bad, 1, 2) == 'T:' then
@@ -426,6 +427,17 @@ pub(super) fn acquired_from(reply: &[i64], ttl: Duration) -> Result<Acquired, Ba
     }
 }
 
+/// The [`ACQUIRE_LUA`] keys and arguments for `name`: lock and fence counter; token, TTL in ms and the
+/// counter's lifetime in ms ([`FENCE_COUNTER_KEEP`] past the TTL).
+fn acquire_args(c: &mut Cmd, name: &LockName, token: &str, ttl: Duration) {
+    c.arg(2)
+        .arg(&name.lock_key)
+        .arg(&name.fence_key)
+        .arg(token)
+        .arg(ms(ttl))
+        .arg(ms(ttl + FENCE_COUNTER_KEEP));
+}
+
 /// The acquire script (by body: a dedicated connection may reach a node that never ran it) and
 /// `WAIT replicas wait` in one pipeline on `conn`. Reply: the acquire reply and the number of replicas
 /// that acknowledged.
@@ -438,13 +450,7 @@ pub(super) async fn synced_acquire<C: redis::aio::ConnectionLike>(
     wait: Duration,
 ) -> redis::RedisResult<(Vec<i64>, i64)> {
     let mut pipe = redis::pipe();
-    pipe.add_command(ACQUIRE.cmd(true, &|c: &mut Cmd| {
-        c.arg(2)
-            .arg(&name.lock_key)
-            .arg(&name.fence_key)
-            .arg(token)
-            .arg(ms(ttl));
-    }));
+    pipe.add_command(ACQUIRE.cmd(true, &|c: &mut Cmd| acquire_args(c, name, token, ttl)));
     let mut wait_cmd = redis::cmd("WAIT");
     wait_cmd.arg(replicas).arg(ms(wait));
     pipe.add_command(wait_cmd);
@@ -738,13 +744,7 @@ impl Backend for ClusterBackend {
                     let reply: Vec<i64> = self
                         .run(
                             &ACQUIRE,
-                            &|c: &mut Cmd| {
-                                c.arg(2)
-                                    .arg(&name.lock_key)
-                                    .arg(&name.fence_key)
-                                    .arg(token)
-                                    .arg(ms(ttl));
-                            },
+                            &|c: &mut Cmd| acquire_args(c, name, token, ttl),
                             self.shared.timeout,
                         )
                         .await?;

@@ -74,9 +74,10 @@ end
     };
 }
 
-/// The fence counter update, shared by [`OPS_LUA`] and the Cluster acquire: `take_fences(c, n)` issues
+/// The fence counter update, shared by [`OPS_LUA`] and the Cluster acquire: `take_fences(c, n, px)` issues
 /// `n` consecutive fences from counter `c` and returns the first, `base = max(last + 1, server clock in
-/// µs)`; the counter keeps the last one issued. The clock seed keeps fences increasing after a restart
+/// µs)`; the counter keeps the last one issued, for `px` ms when given (a per-lock counter, which would
+/// otherwise outlive its lock forever), else without expiry (one counter per prefix). The clock seed keeps fences increasing after a restart
 /// that lost the counter, or a failover to a replica whose counter is behind. On the common path this is
 /// `TIME` plus one `SET c last GET`. A counter that does not hold a whole number below 2^53 is left as
 /// it was and the call returns `nil` and `T:message` (wrong type); any other error `nil` and
@@ -84,10 +85,14 @@ end
 macro_rules! take_fences_lua {
     () => {
         r#"
-local function take_fences(c, n)
+local function take_fences(c, n, px)
   local t = redis.call('TIME')
   local base = tonumber(t[1]) * 1000000 + tonumber(t[2])
-  local prev = redis.pcall('SET', c, string.format('%d', base + n - 1), 'GET')
+  local keep = {}
+  if px then
+    keep = {'PX', px}
+  end
+  local prev = redis.pcall('SET', c, string.format('%d', base + n - 1), 'GET', unpack(keep))
   if type(prev) == 'table' then
     if string.find(prev.err, 'WRONGTYPE', 1, true) then
       return nil, 'T:fence counter ' .. c .. ' holds a ' .. redis.call('TYPE', c)['ok']
@@ -102,7 +107,7 @@ local function take_fences(c, n)
     end
     if last + 1 > base then
       base = last + 1
-      redis.call('SET', c, string.format('%d', base + n - 1))
+      redis.call('SET', c, string.format('%d', base + n - 1), unpack(keep))
     end
   end
   return base
@@ -111,6 +116,12 @@ end
     };
 }
 pub(crate) use take_fences_lua;
+
+/// How long a per-lock fence counter (Cluster, Redlock) outlives the lock's last grant: a day past the
+/// lock's TTL. Counters of locks that are no longer taken expire instead of piling up (one per lock key
+/// ever taken); the next grant of such a lock starts again from the server clock in µs, above every
+/// fence issued a day earlier unless the clock went back that far.
+pub(crate) const FENCE_COUNTER_KEEP: Duration = Duration::from_secs(24 * 3600);
 
 /// The release of one lock with no minimum hold time and no local waiter (what a release that finds a
 /// free slot sends): delete it if it holds the token, and publish the release notice when it carries

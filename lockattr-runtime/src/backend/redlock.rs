@@ -117,7 +117,9 @@ use once_cell::sync::Lazy;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::redis::{mask_url, release_codes, release_mode, RedisBackend, RedisOptions};
+use super::redis::{
+    mask_url, release_codes, release_mode, RedisBackend, RedisOptions, FENCE_COUNTER_KEEP,
+};
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, BackendErrorKind, LockError};
 use crate::key::LockName;
@@ -155,6 +157,7 @@ return {0, pttl, redis.sha1hex(string.match(holder, '^[^#]*'))}
 "#;
 
 /// Phase 2 on one node: issue the node's next fence, max(last + 1, node clock in µs). KEYS: fence.
+/// ARGV: how long the counter is kept, in ms (see [`FENCE_COUNTER_KEEP`]).
 const NEXT_FENCE_LUA: &str = r#"
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'none' and t ~= 'string' then
@@ -171,12 +174,12 @@ local now = redis.call('TIME')
 local fence = last + 1
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 if clock > fence then fence = clock end
-redis.call('SET', KEYS[1], string.format('%d', fence))
+redis.call('SET', KEYS[1], string.format('%d', fence), 'PX', ARGV[1])
 return fence
 "#;
 
-/// Phase 3 on one node: raise the counter to at least ARGV[1] (never lowers it). KEYS: fence.
-/// Reply: the counter afterwards.
+/// Phase 3 on one node: raise the counter to at least ARGV[1] (never lowers it), kept for ARGV[2] ms.
+/// KEYS: fence. Reply: the counter afterwards.
 const RAISE_FENCE_LUA: &str = r#"
 local t = redis.call('TYPE', KEYS[1])['ok']
 if t ~= 'none' and t ~= 'string' then
@@ -191,7 +194,7 @@ if t == 'string' then
 end
 local f = tonumber(ARGV[1])
 if last < f then
-  redis.call('SET', KEYS[1], ARGV[1])
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
   last = f
 end
 return last
@@ -375,9 +378,9 @@ impl Node {
         })
     }
 
-    async fn next_fence(&self, fence_key: &str) -> Result<u64, BackendError> {
+    async fn next_fence(&self, fence_key: &str, keep: Duration) -> Result<u64, BackendError> {
         let mut inv = NEXT_FENCE.prepare_invoke();
-        inv.key(fence_key);
+        inv.key(fence_key).arg(ms(keep));
         let f: i64 = self.backend.invoke(&inv).await?;
         u64::try_from(f)
             .ok()
@@ -385,9 +388,14 @@ impl Node {
             .ok_or_else(|| BackendError::other(format!("unexpected fence {f}")))
     }
 
-    async fn raise_fence(&self, fence_key: &str, fence: u64) -> Result<u64, BackendError> {
+    async fn raise_fence(
+        &self,
+        fence_key: &str,
+        fence: u64,
+        keep: Duration,
+    ) -> Result<u64, BackendError> {
         let mut inv = RAISE_FENCE.prepare_invoke();
-        inv.key(fence_key).arg(fence.to_string());
+        inv.key(fence_key).arg(fence.to_string()).arg(ms(keep));
         let f: i64 = self.backend.invoke(&inv).await?;
         Ok(u64::try_from(f).unwrap_or(0))
     }
@@ -1012,9 +1020,10 @@ impl RedlockBackend {
         }
 
         // Phase 2: read the next fence from a majority.
+        let keep = ttl + FENCE_COUNTER_KEEP;
         let mut fences = self.fan_out(0..n, nt, |_, node| {
             let fk = name.fence_key.clone();
-            async move { node.next_fence(&fk).await }
+            async move { node.next_fence(&fk, keep).await }
         });
         fences.until(|a| count_ok(a) >= q).await;
         if fences.ok() < q {
@@ -1039,7 +1048,7 @@ impl RedlockBackend {
             .collect();
         let mut raised = self.fan_out((0..n).filter(|i| !has_it.contains(i)), nt, |_, node| {
             let fk = name.fence_key.clone();
-            async move { node.raise_fence(&fk, fence).await }
+            async move { node.raise_fence(&fk, fence, keep).await }
         });
         let acked = |a: &Answers<u64>| {
             has_it.len()
