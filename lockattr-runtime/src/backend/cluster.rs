@@ -8,9 +8,9 @@
 //!
 //! # Routing
 //! A lock `K` lives at `prefix:{K}`, its fence counter at `prefix:{K}:fence` (kept for a day past the
-//! TTL of the lock's last grant) and its notices on the channel `prefix:{K}:released`. The braces are a hash tag, so all three share one hash slot and every
-//! script call is a single-slot command: `EVALSHA` is routed by its first key to the primary that owns
-//! the slot. Different keys hash to different slots, so locks spread over all primaries.
+//! TTL of the lock's last grant) and its notices on the channel `prefix:{K}:released`. The braces are
+//! a hash tag, so all three share one hash slot and every script call is a single-slot command:
+//! `EVALSHA` is routed by its first key to the primary that owns the slot. Different keys hash to different slots, so locks spread over all primaries.
 //!
 //! Scripts are sent as `EVALSHA`; a node that does not know a script yet (a fresh, restarted or just
 //! promoted node: since Redis 7 the script cache is not replicated) answers `NOSCRIPT`, and the same

@@ -74,11 +74,12 @@ end
     };
 }
 
-/// The fence counter update, shared by [`OPS_LUA`] and the Cluster acquire: `take_fences(c, n, px)` issues
-/// `n` consecutive fences from counter `c` and returns the first, `base = max(last + 1, server clock in
-/// µs)`; the counter keeps the last one issued, for `px` ms when given (a per-lock counter, which would
-/// otherwise outlive its lock forever), else without expiry (one counter per prefix). The clock seed keeps fences increasing after a restart
-/// that lost the counter, or a failover to a replica whose counter is behind. On the common path this is
+/// The fence counter update, shared by [`OPS_LUA`] and the Cluster acquire: `take_fences(c, n, px)`
+/// issues `n` consecutive fences from counter `c` and returns the first, `base = max(last + 1, server
+/// clock in µs)`; the counter keeps the last one issued, for `px` ms when given (a per-lock counter,
+/// which would otherwise outlive its lock forever), else without expiry (one counter per prefix). The
+/// clock seed keeps fences increasing after a restart that lost the counter, or a failover to a
+/// replica whose counter is behind. On the common path this is
 /// `TIME` plus one `SET c last GET`. A counter that does not hold a whole number below 2^53 is left as
 /// it was and the call returns `nil` and `T:message` (wrong type); any other error `nil` and
 /// `E:message`. The caller undoes its grants then.
