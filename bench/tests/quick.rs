@@ -50,6 +50,13 @@ fn quick_run_prints_every_scenario() {
         ("## S3 ", &lockattr_bench::contenders::Kind::ALL[..], 2),
     ] {
         let rows = table(heading);
+        // Every row has the header's cells.
+        let cells = |r: &str| r.matches('|').count();
+        assert!(
+            rows.iter().all(|r| cells(r) == cells(rows[0])),
+            "{heading}: rows with another number of cells than the header:\n{}",
+            rows.join("\n")
+        );
         for k in names {
             let n = rows.iter().filter(|r| r.contains(k.name())).count();
             assert_eq!(n, rows_per_name, "{heading}: {} rows for {}", n, k.name());

@@ -455,12 +455,13 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
         cfg.s2_time.as_secs_f64()
     );
     println!();
-    println!("| contender | callers | acquire+release /s (median) | per round (min–max) | latency p50 | latency p99 | requests / acq | client CPU / acq | Redis CPU / acq | Redis exec / acq | × floor | × rslock |");
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("| contender | callers | acquire+release /s (median) | per round (min–max) | latency p50 | latency p99 | requests / acq | client CPU / acq | Redis CPU / acq | Redis exec / acq | cores busy | × floor | × rslock |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for &callers in &cfg.s2_callers {
         let mut rates: HashMap<Kind, Vec<f64>> = HashMap::new();
         let mut lat: HashMap<Kind, Samples> = HashMap::new();
-        let mut cpu: HashMap<Kind, (f64, f64, f64, f64, f64)> = HashMap::new();
+        // Client CPU, Redis CPU, acquisitions, Redis execution time, requests, wall time (seconds).
+        let mut cpu: HashMap<Kind, (f64, f64, f64, f64, f64, f64)> = HashMap::new();
         let mut info = raw_conn(url).await?;
         for round in 0..cfg.s2_rounds {
             for k in rotated(&cfg.contenders, round) {
@@ -489,6 +490,7 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
                 e.2 += ops as f64;
                 e.3 += d.request_usec(k.set_is_scripted()) as f64 / 1e6;
                 e.4 += d.requests(k.set_is_scripted()) as f64;
+                e.5 += ops as f64 / rate;
                 rates.entry(k).or_default().push(rate);
                 lat.entry(k).or_default().extend(&s);
             }
@@ -503,9 +505,9 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
             let s = lat.get_mut(k).expect("samples");
             let vs_floor = floor.as_ref().map(|f| paired_ratio(r, f));
             let vs_rs = rs.as_ref().map(|f| paired_ratio(r, f));
-            let (ccpu, rcpu, ops, rexec, reqs) = cpu[k];
+            let (ccpu, rcpu, ops, rexec, reqs, wall) = cpu[k];
             println!(
-                "| {} | {callers} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {} | {} |",
+                "| {} | {callers} | {} | {} | {} | {} | {:.2} | {} | {} | {} | {:.2} | {} | {} |",
                 k.name(),
                 fmt_rate(m),
                 spread(r, fmt_rate),
@@ -515,6 +517,9 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
                 fmt_us(ccpu / ops * 1e6),
                 fmt_us(rcpu / ops * 1e6),
                 fmt_us(rexec / ops * 1e6),
+                // Client and server CPU over the measured time: how much of the machine the
+                // contender kept busy (the rest was idle, or other tenants').
+                (ccpu + rcpu) / wall,
                 vs_floor.map_or("-".into(), |v| format!("{v:.2}×")),
                 vs_rs.map_or("-".into(), |v| format!("{v:.2}×")),
             );
