@@ -72,7 +72,7 @@ pub(crate) struct ClientInner {
     pub(crate) config: ClientConfig,
     pub(crate) watchdog: Watchdog,
     /// Leases held per task (reentrancy) and local waiters per key (fair hand-off); shared with the
-    /// leases, which tell it when they are lost.
+    /// watchdog, which tells it of losses.
     pub(crate) held: Arc<crate::lease::Local>,
 }
 
@@ -135,12 +135,13 @@ impl LockClient {
     }
 
     fn from_parts(backend: Arc<dyn Backend>, config: ClientConfig) -> LockClient {
+        let held = Arc::new(crate::lease::Local::default());
         LockClient {
             inner: Arc::new(ClientInner {
-                watchdog: Watchdog::new(backend.clone()),
+                watchdog: Watchdog::new(backend.clone(), held.clone()),
                 backend,
                 config,
-                held: Default::default(),
+                held,
             }),
         }
     }

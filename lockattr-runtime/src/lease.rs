@@ -389,23 +389,38 @@ impl Local {
         backend: &'a Arc<dyn Backend>,
         name: &'a LockName,
     ) -> Option<TakenTurn<'a>> {
+        let turn = self.claim_longest_waiting(&name.lock_key, TurnState::Taken)?;
+        Some(TakenTurn {
+            turn: Some(turn),
+            backend,
+            name,
+        })
+    }
+
+    /// Move the longest waiter for `lock_key` that waits (not one that is trying itself, or whose turn
+    /// a releaser has) from `Waiting` to `to`, and return its turn.
+    fn claim_longest_waiting(&self, lock_key: &str, to: TurnState) -> Option<Arc<Turn>> {
         if self.any_waiting.load(Ordering::Acquire) == 0 {
             return None;
         }
         let w = self.waiting();
-        let turn = w.get(&name.lock_key)?.iter().find(|t| {
+        let turn = w.get(lock_key)?.iter().find(|t| {
             let mut st = t.state();
             let waiting = *st == TurnState::Waiting;
             if waiting {
-                *st = TurnState::Taken;
+                *st = to;
             }
             waiting
         })?;
-        Some(TakenTurn {
-            turn: Some(turn.clone()),
-            backend,
-            name,
-        })
+        Some(turn.clone())
+    }
+
+    /// Mark `core`'s lease lost (see [`LeaseCore::mark_lost`]); the first time, tell the waiters
+    /// (see [`Local::lost`]). Every loss goes through here.
+    pub(crate) fn mark_lost(&self, core: &LeaseCore, reason: LostReason) {
+        if core.mark_lost(reason) {
+            self.lost(core);
+        }
     }
 
     /// A lease of this client was lost while its task may still run (with [`OnLost::Finish`], or
@@ -416,27 +431,8 @@ impl Local {
         if core.counted.swap(false, Ordering::AcqRel) {
             self.held().uncount(key_hash(&core.name.lock_key));
         }
-        if self.any_waiting.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let w = self.waiting();
-        let Some(queue) = w.get(&core.name.lock_key) else {
-            return;
-        };
-        for turn in queue {
-            let mut st = turn.state();
-            match *st {
-                // Already looking.
-                TurnState::Trying | TurnState::Missed => return,
-                TurnState::Waiting => {
-                    *st = TurnState::Missed;
-                    drop(st);
-                    turn.notify.notify_one();
-                    return;
-                }
-                // Being handed over, or settled by a releaser: the next one.
-                _ => {}
-            }
+        if let Some(turn) = self.claim_longest_waiting(&core.name.lock_key, TurnState::Missed) {
+            turn.notify.notify_one();
         }
     }
 }
@@ -563,8 +559,6 @@ pub(crate) struct LeaseCore {
     /// Wakes [`LeaseCore::lost`] waiters when `lost` is set.
     lost_notify: Notify,
     released: AtomicBool,
-    /// The client's local bookkeeping, told when this lease is lost (see [`Local::lost`]).
-    local: Weak<Local>,
     /// Whether [`Local`] counts this lease as held under its key ([`Local::holds`]): cleared once, by
     /// the loss or the release, whichever comes first.
     counted: AtomicBool,
@@ -606,9 +600,11 @@ impl LeaseCore {
         self.ttl / 3
     }
 
-    pub(crate) fn mark_lost(&self, reason: LostReason) {
+    /// Record the loss; `true` the first time (callers go through [`Local::mark_lost`], which then
+    /// tells the client's waiters).
+    fn mark_lost(&self, reason: LostReason) -> bool {
         if self.released.load(Ordering::Acquire) {
-            return;
+            return false;
         }
         let first = self
             .lost
@@ -622,10 +618,8 @@ impl LeaseCore {
         if first {
             self.lost_notify.notify_waiters();
             tracing::warn!(key = %self.name.key, fence = ?self.issued_fence(), %reason, "lockattr: lock lost");
-            if let Some(local) = self.local.upgrade() {
-                local.lost(self);
-            }
         }
+        first
     }
 
     fn lost_reason(&self) -> Option<LostReason> {
@@ -699,7 +693,7 @@ impl Lease {
         match backend.fence(&core.name, core.token.as_str()).await {
             Ok(Some(fence)) => Ok(core.keep_fence(fence)),
             Ok(None) => {
-                core.mark_lost(LostReason::NotOwner);
+                self.client.inner.held.mark_lost(core, LostReason::NotOwner);
                 Err(core.lost_error(LostReason::NotOwner, false))
             }
             Err(e) => {
@@ -1217,7 +1211,6 @@ impl LockRequest {
             lost: AtomicU8::new(NOT_LOST),
             lost_notify: Notify::new(),
             released: AtomicBool::new(false),
-            local: Arc::downgrade(&inner.held),
             counted: AtomicBool::new(true),
         });
         core.extend(sent + validity);
@@ -1291,7 +1284,7 @@ impl LockRequest {
             } else {
                 LostReason::TtlElapsed
             };
-            core.mark_lost(reason);
+            guard.lease.client.inner.held.mark_lost(&core, reason);
             drop(guard);
             return M::lost(out, core.lost_error(reason, false));
         }

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::backend::{Backend, RenewItem, Renewed};
 use crate::error::{BackendError, LostReason};
-use crate::lease::LeaseCore;
+use crate::lease::{LeaseCore, Local};
 
 /// Most leases renewed by one backend call.
 const MAX_BATCH: usize = 512;
@@ -282,6 +282,8 @@ struct Shared {
     state: Mutex<State>,
     wake: Notify,
     backend: Arc<dyn Backend>,
+    /// The client's local bookkeeping, told of every loss (see [`Local::mark_lost`]).
+    local: Arc<Local>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -297,12 +299,13 @@ pub(crate) struct Watchdog {
 }
 
 impl Watchdog {
-    pub(crate) fn new(backend: Arc<dyn Backend>) -> Watchdog {
+    pub(crate) fn new(backend: Arc<dyn Backend>, local: Arc<Local>) -> Watchdog {
         Watchdog {
             shared: Arc::new(Shared {
                 state: Mutex::new(State::default()),
                 wake: Notify::new(),
                 backend,
+                local,
                 task: Mutex::new(None),
             }),
         }
@@ -479,7 +482,7 @@ fn collect_due(shared: &Shared) -> (Vec<Batch>, Option<Instant>) {
             } else {
                 LostReason::TtlElapsed
             };
-            e.core.mark_lost(reason);
+            shared.local.mark_lost(&e.core, reason);
         }
     }
     for id in requeue {
@@ -541,7 +544,7 @@ async fn renew_batch(shared: Arc<Shared>, batch: Batch) {
                     }
                     Renewed::NotHeld => {
                         st.entries.remove(*idx);
-                        core.mark_lost(LostReason::NotOwner);
+                        shared.local.mark_lost(core, LostReason::NotOwner);
                         continue;
                     }
                 }

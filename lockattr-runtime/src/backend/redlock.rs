@@ -118,7 +118,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::redis::{
-    mask_url, release_codes, release_mode, RedisBackend, RedisOptions, FENCE_COUNTER_KEEP,
+    mask_url, ms, release_codes, release_mode, RedisBackend, RedisOptions, FENCE_COUNTER_KEEP,
 };
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, BackendErrorKind, LockError};
@@ -347,10 +347,6 @@ enum NodeAcquire {
         pttl: Option<Duration>,
         holder: String,
     },
-}
-
-fn ms(d: Duration) -> u64 {
-    (d.as_millis() as u64).max(1)
 }
 
 impl Node {
