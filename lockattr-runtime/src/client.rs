@@ -14,7 +14,8 @@ use crate::watchdog::Watchdog;
 /// URLs (3, 5, 7 … independent masters) selects Redlock ([`crate::backend::RedlockBackend`]); a comma
 /// inside a password must then be written `%2C`. `redis+cluster://host:port,host:port` selects a Redis
 /// Cluster and `redis+sentinel://host:26379,host:26379/mastername[/db]` a Sentinel-managed primary (the
-/// credentials in either apply to the data nodes).
+/// credentials in either apply to the data nodes); `rediss+cluster://` and `rediss+sentinel://` use
+/// TLS, and a trailing `#insecure` skips the certificate check.
 pub const ENV_REDIS_URL: &str = "LOCKATTR_REDIS_URL";
 /// The environment variable the default client reads its key prefix from (default `lockattr`).
 pub const ENV_PREFIX: &str = "LOCKATTR_PREFIX";
@@ -109,8 +110,9 @@ impl LockClient {
         LockClientBuilder::default()
     }
 
-    /// Connect to Redis at `url` (`redis://`, `rediss://` with feature `tls`, `unix://`) with default
-    /// settings, checking that it answers within the command timeout.
+    /// Connect to Redis at `url` (`redis://`, `rediss://` with feature `tls`, `unix://`, or a Cluster or
+    /// Sentinel URL as [`LockClientBuilder::url`] takes) with default settings, checking that it
+    /// answers within the command timeout.
     #[cfg(feature = "redis")]
     pub async fn connect(url: &str) -> Result<LockClient, LockError> {
         Self::builder().url(url).connect().await
@@ -207,7 +209,11 @@ impl std::fmt::Debug for LockClientBuilder {
 }
 
 impl LockClientBuilder {
-    /// Use Redis at `url`.
+    /// Use Redis at `url`: `redis://`, `rediss://` (feature `tls`) or `unix://` for one server;
+    /// `redis+cluster://[user:pw@]host:port,host:port` for a Redis Cluster (as
+    /// [`cluster`](Self::cluster)) or `redis+sentinel://[user:pw@]host:26379,host:26379/mymaster[/db]`
+    /// for a Sentinel-managed primary (as [`sentinel_with`](Self::sentinel_with), the credentials and
+    /// database being the primary's); `rediss+…` for TLS, with an optional trailing `#insecure`.
     pub fn url(mut self, url: impl Into<String>) -> Self {
         self.url = Some(url.into());
         self
@@ -369,10 +375,39 @@ impl LockClientBuilder {
         Ok(Some(r.command_timeout(self.config.command_timeout)))
     }
 
+    /// A `redis+cluster://` or `redis+sentinel://` URL given to [`url`](Self::url), as the deployment
+    /// it names; refuses it together with another one.
+    #[cfg(feature = "redis")]
+    fn resolve_url(&mut self) -> Result<(), LockError> {
+        let Some(url) = self.url.as_deref().map(str::trim) else {
+            return Ok(());
+        };
+        let target = if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://")
+        {
+            let urls = crate::backend::cluster::parse_env_url(url)?;
+            Replicated::Cluster(urls, Default::default())
+        } else if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
+            let (urls, master, opts) = crate::backend::sentinel::parse_env_url(url)?;
+            Replicated::Sentinel(urls, master, opts)
+        } else {
+            return Ok(());
+        };
+        if self.replicated.is_some() || self.redlock.is_some() {
+            return Err(LockError::InvalidOption(
+                "a `redis+cluster://` / `redis+sentinel://` URL cannot be combined with `.cluster(..)`, `.sentinel(..)` or `.redlock(..)`; pick one way to reach Redis".into(),
+            ));
+        }
+        self.url = None;
+        self.replicated = Some(target);
+        Ok(())
+    }
+
     fn check(&mut self) -> Result<(), LockError> {
         if let Some(e) = self.error.take() {
             return Err(e);
         }
+        #[cfg(feature = "redis")]
+        self.resolve_url()?;
         let m = self.config.margin_for(MIN_TTL);
         if m * 3 > MIN_TTL * 2 || self.config.safety_margin > Duration::from_secs(60) {
             return Err(LockError::InvalidOption(format!(
@@ -488,13 +523,12 @@ pub fn default_client() -> Result<LockClient, LockError> {
                     "call `lockattr_runtime::set_default_client(LockClient::connect(url).await?)` at startup, set {ENV_REDIS_URL}=redis://host:6379, or pass `client = ...` to the attribute"
                 ))
             })?;
+            // A list under a `redis+cluster://` or `redis+sentinel://` scheme is taken by `url`; any
+            // other list is Redlock's.
             #[cfg(feature = "redis")]
-            let mut b = if url.starts_with("redis+cluster://") || url.starts_with("rediss+cluster://") {
-                LockClient::builder().cluster(&crate::backend::cluster::parse_env_url(&url)?)
-            } else if url.starts_with("redis+sentinel://") || url.starts_with("rediss+sentinel://") {
-                let (urls, master, opts) = crate::backend::sentinel::parse_env_url(&url)?;
-                LockClient::builder().sentinel_with(&urls, master, opts)
-            } else if url.contains(',') {
+            let deployment = url.split("://").next().is_some_and(|scheme| scheme.contains('+'));
+            #[cfg(feature = "redis")]
+            let mut b = if url.contains(',') && !deployment {
                 let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
                 LockClient::builder().redlock(&urls)
             } else {

@@ -96,8 +96,8 @@ use tokio::time::Instant;
 
 use super::redis::{
     drain_while_down, handle_sub_cmd, map_err, mask_url, ms, parse_url, release_codes,
-    release_mode, take_fences_lua, timed_out, unsubscribe_idle, SubCmd, SubscriberSlot,
-    FENCE_COUNTER_KEEP, RELEASE_LUA, RENEW_LUA,
+    release_mode, split_fragment, take_fences_lua, timed_out, unsubscribe_idle, SubCmd,
+    SubscriberSlot, FENCE_COUNTER_KEEP, RELEASE_LUA, RENEW_LUA,
 };
 use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
 use crate::error::{BackendError, LockError};
@@ -973,8 +973,9 @@ async fn run_subscriber(
     }
 }
 
-/// Parse `redis+cluster://[user:password@]host1:port1,host2:port2` (the form `LOCKATTR_REDIS_URL`
-/// accepts) into one node URL per host, each with the credentials; `rediss+cluster://` uses TLS.
+/// Parse `redis+cluster://[user:password@]host1:port1,host2:port2[#insecure]` (the form
+/// `LOCKATTR_REDIS_URL` accepts) into one node URL per host, each with the credentials and the
+/// fragment; `rediss+cluster://` uses TLS (`#insecure`: without checking the certificate).
 pub(crate) fn parse_env_url(url: &str) -> Result<Vec<String>, LockError> {
     let bad = |reason: &str| LockError::InvalidUrl {
         url: mask_url(url),
@@ -989,6 +990,7 @@ pub(crate) fn parse_env_url(url: &str) -> Result<Vec<String>, LockError> {
         "rediss+cluster" => "rediss",
         _ => return Err(bad("expected redis+cluster://host:port,host:port")),
     };
+    let (rest, fragment) = split_fragment(rest);
     let authority = rest.split('/').next().unwrap_or("");
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (format!("{u}@"), h),
@@ -998,7 +1000,7 @@ pub(crate) fn parse_env_url(url: &str) -> Result<Vec<String>, LockError> {
         .split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .map(|h| format!("{scheme}://{userinfo}{h}"))
+        .map(|h| format!("{scheme}://{userinfo}{h}{fragment}"))
         .collect();
     if urls.is_empty() {
         return Err(bad("no cluster node given"));
@@ -1088,6 +1090,35 @@ f6 127.0.0.1:7005@17005 handshake - 0 0 0 connected
             .build()
             .expect_err("two ways to reach Redis");
         assert!(err.to_string().contains("cannot be combined"), "{err}");
+        // `.url` takes the deployment URLs of `LOCKATTR_REDIS_URL` too.
+        let client = crate::LockClient::builder()
+            .url("redis+cluster://127.0.0.1:1,127.0.0.1:2")
+            .build()
+            .expect("lazy cluster client from a URL");
+        assert_eq!(
+            client.backend().describe(),
+            "redis-cluster[redis://127.0.0.1:1, redis://127.0.0.1:2]"
+        );
+        let client = crate::LockClient::builder()
+            .url("redis+sentinel://127.0.0.1:1/mymaster")
+            .build()
+            .expect("lazy sentinel client from a URL");
+        assert!(client.backend().describe().ends_with("/mymaster"));
+        let err = crate::LockClient::builder()
+            .url("redis+cluster://127.0.0.1:1")
+            .redlock(&[
+                "redis://127.0.0.1:2",
+                "redis://127.0.0.1:3",
+                "redis://127.0.0.1:4",
+            ])
+            .build()
+            .expect_err("two ways to reach Redis");
+        assert!(err.to_string().contains("cannot be combined"), "{err}");
+        let err = crate::LockClient::builder()
+            .url("redis+sentinel://127.0.0.1:1")
+            .build()
+            .expect_err("no master name");
+        assert!(err.to_string().contains("master name is missing"), "{err}");
     }
 
     #[test]
@@ -1097,6 +1128,15 @@ f6 127.0.0.1:7005@17005 handshake - 0 0 0 connected
             ["redis://:pw@10.0.0.1:7000", "redis://:pw@10.0.0.2:7001"]
         );
         assert!(parse_env_url("redis+cluster://").is_err());
+        // `#insecure` (and only the fragment) goes on to every node's URL.
+        assert_eq!(
+            parse_env_url("rediss+cluster://h1:7000,h2:7001/#insecure").expect("valid"),
+            ["rediss://h1:7000#insecure", "rediss://h2:7001#insecure"]
+        );
+        assert_eq!(
+            parse_env_url("rediss+cluster://h1:7000,h2:7001#insecure").expect("valid"),
+            ["rediss://h1:7000#insecure", "rediss://h2:7001#insecure"]
+        );
         let err = parse_env_url("redis://:secret@h:1").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
     }

@@ -379,6 +379,15 @@ fn ensure_crypto_provider() {
     }
 }
 
+/// `rest` (a URL after its scheme) without its fragment, and the fragment with its `#` (empty when
+/// there is none), to be put back on each URL made from a multi-host URL (`#insecure`).
+pub(crate) fn split_fragment(rest: &str) -> (&str, &str) {
+    match rest.find('#') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    }
+}
+
 /// Check and parse a Redis URL into a client, with errors that name the fix.
 pub(crate) fn parse_url(url: &str) -> Result<redis::Client, LockError> {
     let shown = mask_url(url);
@@ -418,9 +427,14 @@ pub(crate) fn parse_url(url: &str) -> Result<redis::Client, LockError> {
     })
 }
 
+/// Whether an error's text says the server's TLS certificate was not trusted.
+pub(crate) fn untrusted_certificate(text: &str) -> bool {
+    text.contains("invalid peer certificate") || text.contains("UnknownIssuer")
+}
+
 pub(crate) fn map_err(e: redis::RedisError) -> BackendError {
     let text = e.to_string();
-    if text.contains("invalid peer certificate") || text.contains("UnknownIssuer") {
+    if untrusted_certificate(&text) {
         return BackendError::unavailable(format!(
             "{text} (the server's TLS certificate is not trusted: add its CA to this machine's trust \
              store, or, for development against a self-signed certificate only, end the URL with \

@@ -49,7 +49,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use super::cluster::{acquired_from, replica_shortfall, synced_acquire};
-use super::redis::{mask_url, parse_url, timed_out, RedisBackend, RedisOptions};
+use super::redis::{
+    map_err, mask_url, parse_url, split_fragment, timed_out, untrusted_certificate, RedisBackend,
+    RedisOptions,
+};
 use super::{
     Acquired, Backend, BoxFuture, HandedOver, NoticeHub, Released, RenewItem, Renewed, Subscription,
 };
@@ -245,6 +248,7 @@ impl State {
         let asked = async { self.sentinel.lock().await.async_get_client().await };
         let client = match tokio::time::timeout(t, asked).await {
             Ok(Ok(c)) => c,
+            Ok(Err(e)) if untrusted_certificate(&e.to_string()) => return Err(map_err(e)),
             Ok(Err(e)) => {
                 return Err(BackendError::unavailable(format!(
                     "the Sentinels name no usable primary for `{}` (a failover may be in progress): {e}",
@@ -357,14 +361,19 @@ impl SentinelBackend {
         let mut infos = Vec::new();
         let mut clients = Vec::new();
         let mut shown = Vec::new();
-        let mut tls = false;
+        // The primary is reached as the Sentinels are: over TLS when any Sentinel URL is `rediss://`,
+        // without checking the certificate when such a URL says `#insecure`.
+        let mut tls = None;
         for url in sentinel_urls {
             let url = url.as_ref().trim();
             let client = parse_url(url)?;
-            tls |= matches!(
-                client.get_connection_info().addr(),
-                ConnectionAddr::TcpTls { .. }
-            );
+            if let ConnectionAddr::TcpTls { insecure, .. } = client.get_connection_info().addr() {
+                if *insecure {
+                    tls = Some(redis::TlsMode::Insecure);
+                } else if tls.is_none() {
+                    tls = Some(redis::TlsMode::Secure);
+                }
+            }
             infos.push(client.get_connection_info().clone());
             clients.push(client);
             shown.push(mask_url(url));
@@ -378,8 +387,8 @@ impl SentinelBackend {
         }
         let mut node_info =
             SentinelNodeConnectionInfo::default().set_redis_connection_info(redis_info);
-        if tls {
-            node_info = node_info.set_tls_mode(redis::TlsMode::Secure);
+        if let Some(mode) = tls {
+            node_info = node_info.set_tls_mode(mode);
         }
         // A `String` suits both signatures of `build` (with and without the redis crate's TLS).
         let service: String = master_name.to_owned();
@@ -686,9 +695,10 @@ async fn watch_switches(state: Arc<State>) {
     }
 }
 
-/// Parse `redis+sentinel://[user:password@]host1:port1,host2:port2/master_name[/db]` (the form
-/// `LOCKATTR_REDIS_URL` accepts): the Sentinel URLs, the master name, and options carrying the
-/// primary's credentials and database. `rediss+sentinel://` uses TLS for the Sentinels and the primary.
+/// Parse `redis+sentinel://[user:password@]host1:port1,host2:port2/master_name[/db][#insecure]` (the
+/// form `LOCKATTR_REDIS_URL` accepts): the Sentinel URLs (each with the fragment), the master name, and
+/// options carrying the primary's credentials and database. `rediss+sentinel://` uses TLS for the
+/// Sentinels and the primary (`#insecure`: without checking their certificates).
 pub(crate) fn parse_env_url(
     url: &str,
 ) -> Result<(Vec<String>, String, SentinelOptions), LockError> {
@@ -710,6 +720,7 @@ pub(crate) fn parse_env_url(
             ))
         }
     };
+    let (rest, fragment) = split_fragment(rest);
     let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (Some(u), h),
@@ -741,7 +752,7 @@ pub(crate) fn parse_env_url(
         .split(',')
         .map(str::trim)
         .filter(|h| !h.is_empty())
-        .map(|h| format!("{scheme}://{h}"))
+        .map(|h| format!("{scheme}://{h}{fragment}"))
         .collect();
     if urls.is_empty() {
         return Err(bad("no Sentinel host given"));
@@ -765,6 +776,19 @@ mod tests {
         assert_eq!(opts.username, None);
         assert!(parse_env_url("redis+sentinel://10.0.0.1:26379").is_err());
         assert!(parse_env_url("redis://10.0.0.1:26379/m").is_err());
+        // `#insecure` goes on to every Sentinel's URL, not into the master name or the database.
+        for url in [
+            "rediss+sentinel://h1:26379,h2:26379/mymaster#insecure",
+            "rediss+sentinel://h1:26379,h2:26379/mymaster/0#insecure",
+        ] {
+            let (urls, master, opts) = parse_env_url(url).expect("valid");
+            assert_eq!(
+                urls,
+                ["rediss://h1:26379#insecure", "rediss://h2:26379#insecure"]
+            );
+            assert_eq!(master, "mymaster");
+            assert_eq!(opts.db, 0);
+        }
         let err = parse_env_url("redis+sentinel://:secret@h:1/m/x").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
     }
