@@ -10,6 +10,8 @@
 //! - [`RedisCluster`] (3 primaries, 3 replicas) and [`RedisSentinels`] (a primary, a replica, 3
 //!   Sentinels) start replicated deployments with short failover timeouts, for the Cluster and
 //!   Sentinel backends.
+//! - [`TlsCert`] makes a throw-away certificate; servers, clusters and Sentinel groups started with it
+//!   also listen on TLS ports, for `rediss://` tests.
 //! - [`FaultProxy`] sits between a client and a server and can delay, blackhole, refuse or cut
 //!   connections. It runs on its own thread with its own tokio runtime, so it keeps working even
 //!   when the test's runtime is blocked.
@@ -31,7 +33,9 @@
 mod proxy;
 mod replicated;
 mod server;
+mod tls;
 
 pub use proxy::FaultProxy;
 pub use replicated::{RedisCluster, RedisSentinels};
 pub use server::{free_port, redis_server_available, RedisServer};
+pub use tls::TlsCert;

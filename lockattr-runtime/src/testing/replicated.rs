@@ -18,7 +18,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::server::RedisServer;
+use super::server::{free_port, RedisServer};
+use super::tls::TlsCert;
 
 /// How long a cluster or Sentinel group may take to become healthy.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -149,6 +150,8 @@ fn parse_nodes(text: &str) -> Vec<NodeLine> {
 #[derive(Debug)]
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// Each node's TLS port (empty without TLS).
+    tls_ports: Vec<u16>,
     paused: HashSet<usize>,
 }
 
@@ -168,12 +171,39 @@ impl RedisCluster {
 
     /// Like [`RedisCluster::spawn`], returning failures (with the logs) as an error.
     pub fn try_spawn() -> io::Result<RedisCluster> {
+        Self::start(None)
+    }
+
+    /// Like [`RedisCluster::spawn`], and every node also listens on a TLS port with `cert`; the
+    /// cluster bus and replication use TLS too (`tls-cluster yes`, `tls-replication yes`), so the
+    /// nodes announce their TLS ports to clients that connect over TLS ([`RedisCluster::tls_urls`]).
+    ///
+    /// # Panics
+    /// As [`RedisCluster::spawn`].
+    pub fn spawn_tls(cert: &TlsCert) -> RedisCluster {
+        match Self::start(Some(cert)) {
+            Ok(c) => c,
+            Err(e) => panic!("RedisCluster::spawn_tls failed: {e}"),
+        }
+    }
+
+    fn start(tls: Option<&TlsCert>) -> io::Result<RedisCluster> {
         let mut nodes = Vec::with_capacity(6);
+        let mut tls_ports = Vec::new();
         for _ in 0..6 {
-            nodes.push(RedisServer::try_spawn_with(CLUSTER_NODE_ARGS)?);
+            let mut args: Vec<String> = CLUSTER_NODE_ARGS.iter().map(|a| (*a).to_owned()).collect();
+            if let Some(cert) = tls {
+                let port = free_port();
+                args.extend(cert.server_args(port));
+                args.extend(["--tls-cluster", "yes", "--tls-replication", "yes"].map(String::from));
+                tls_ports.push(port);
+            }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            nodes.push(RedisServer::try_spawn_with(&args)?);
         }
         let cluster = RedisCluster {
             nodes,
+            tls_ports,
             paused: HashSet::new(),
         };
         let addrs: Vec<String> = cluster
@@ -264,13 +294,27 @@ impl RedisCluster {
         (!nodes.is_empty()).then_some(nodes)
     }
 
+    /// The node listening on `port` (plain or TLS).
     fn index_of_port(&self, port: u16) -> Option<usize> {
-        self.nodes.iter().position(|n| n.port() == port)
+        (0..self.nodes.len()).find(|&i| self.has_port(i, port))
+    }
+
+    fn has_port(&self, i: usize, port: u16) -> bool {
+        self.nodes[i].port() == port || self.tls_ports.get(i) == Some(&port)
     }
 
     /// The `redis://` URL of every node (also of stopped ones).
     pub fn urls(&self) -> Vec<String> {
         self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The `rediss://127.0.0.1:port` URL of every node's TLS port (empty unless started with
+    /// [`RedisCluster::spawn_tls`]).
+    pub fn tls_urls(&self) -> Vec<String> {
+        self.tls_ports
+            .iter()
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
+            .collect()
     }
 
     /// Node `i`.
@@ -309,10 +353,7 @@ impl RedisCluster {
     /// If no live node answers.
     pub fn replica_of(&self, primary: usize) -> Option<usize> {
         let view = self.view_or_panic();
-        let id = &view
-            .iter()
-            .find(|n| n.port == self.nodes[primary].port())?
-            .id;
+        let id = &view.iter().find(|n| self.has_port(primary, n.port))?.id;
         view.iter()
             .find(|n| !n.master && n.master_id.as_ref() == Some(id) && !n.failed)
             .and_then(|n| self.index_of_port(n.port))
@@ -414,11 +455,19 @@ impl RedisCluster {
 struct SentinelProcess {
     child: Child,
     port: u16,
+    /// The TLS port, when started with a certificate.
+    tls_port: Option<u16>,
     dir: tempfile::TempDir,
 }
 
 impl SentinelProcess {
-    fn start(master: &str, primary_port: u16) -> io::Result<SentinelProcess> {
+    /// A Sentinel monitoring `master` at `primary_port`; with `tls`, it also listens on a TLS port and
+    /// reaches servers and other Sentinels over TLS (`primary_port` is then the primary's TLS port).
+    fn start(
+        master: &str,
+        primary_port: u16,
+        tls: Option<&TlsCert>,
+    ) -> io::Result<SentinelProcess> {
         let mut last = String::new();
         for _ in 0..5 {
             let dir = tempfile::Builder::new()
@@ -442,6 +491,10 @@ impl SentinelProcess {
                  sentinel parallel-syncs {master} 1\n",
                 dir = dir.path().display()
             )?;
+            let tls_port = tls.map(|_| free_port());
+            if let (Some(cert), Some(p)) = (tls, tls_port) {
+                f.write_all(cert.sentinel_conf(p).as_bytes())?;
+            }
             drop(f);
             let stderr = fs::File::create(dir.path().join("sentinel.stderr"))?;
             let child = Command::new(server_bin())
@@ -451,7 +504,12 @@ impl SentinelProcess {
                 .stdout(Stdio::null())
                 .stderr(Stdio::from(stderr))
                 .spawn()?;
-            let mut p = SentinelProcess { child, port, dir };
+            let mut p = SentinelProcess {
+                child,
+                port,
+                tls_port,
+                dir,
+            };
             let ready = wait_for(
                 "the Sentinel to answer PING",
                 Duration::from_secs(10),
@@ -524,6 +582,8 @@ fn sentinel_master(port: u16, master: &str) -> Option<HashMap<String, String>> {
 #[derive(Debug)]
 pub struct RedisSentinels {
     servers: Vec<RedisServer>,
+    /// Each server's TLS port (empty without TLS).
+    tls_ports: Vec<u16>,
     sentinels: Vec<SentinelProcess>,
 }
 
@@ -546,17 +606,58 @@ impl RedisSentinels {
 
     /// Like [`RedisSentinels::spawn`], returning failures (with the logs) as an error.
     pub fn try_spawn() -> io::Result<RedisSentinels> {
-        let primary = RedisServer::try_spawn_with(SENTINEL_SERVER_ARGS)?;
-        let primary_port = primary.port().to_string();
-        let mut replica_args = SENTINEL_SERVER_ARGS.to_vec();
-        replica_args.extend(["--replicaof", "127.0.0.1", &primary_port]);
-        let replica = RedisServer::try_spawn_with(&replica_args)?;
+        Self::start(None)
+    }
+
+    /// Like [`RedisSentinels::spawn`], and every server and Sentinel also listens on a TLS port with
+    /// `cert`; replication and the Sentinels' own connections use TLS, so the Sentinels name the
+    /// servers' TLS ports ([`RedisSentinels::tls_sentinel_urls`]).
+    ///
+    /// # Panics
+    /// As [`RedisSentinels::spawn`].
+    pub fn spawn_tls(cert: &TlsCert) -> RedisSentinels {
+        match Self::start(Some(cert)) {
+            Ok(s) => s,
+            Err(e) => panic!("RedisSentinels::spawn_tls failed: {e}"),
+        }
+    }
+
+    fn start(tls: Option<&TlsCert>) -> io::Result<RedisSentinels> {
+        let tls_ports: Vec<u16> = match tls {
+            Some(_) => vec![free_port(), free_port()],
+            None => Vec::new(),
+        };
+        let server_args = |i: usize| -> Vec<String> {
+            let mut args: Vec<String> = SENTINEL_SERVER_ARGS
+                .iter()
+                .map(|a| (*a).to_owned())
+                .collect();
+            if let Some(cert) = tls {
+                args.extend(cert.server_args(tls_ports[i]));
+                args.extend(["--tls-replication", "yes"].map(String::from));
+            }
+            args
+        };
+        let args = server_args(0);
+        let primary =
+            RedisServer::try_spawn_with(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
+        // Replicas and Sentinels reach the primary on its TLS port when there is one.
+        let primary_port = tls_ports.first().copied().unwrap_or(primary.port());
+        let mut args = server_args(1);
+        args.extend([
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            primary_port.to_string(),
+        ]);
+        let replica =
+            RedisServer::try_spawn_with(&args.iter().map(String::as_str).collect::<Vec<_>>())?;
         let mut group = RedisSentinels {
             servers: vec![primary, replica],
+            tls_ports,
             sentinels: Vec::new(),
         };
         for _ in 0..3 {
-            let s = SentinelProcess::start(Self::MASTER, group.servers[0].port())?;
+            let s = SentinelProcess::start(Self::MASTER, primary_port, tls)?;
             group.sentinels.push(s);
         }
         let settled = wait_for(
@@ -590,6 +691,16 @@ impl RedisSentinels {
             .collect()
     }
 
+    /// The Sentinels' `rediss://127.0.0.1:port` URLs (empty unless started with
+    /// [`RedisSentinels::spawn_tls`]).
+    pub fn tls_sentinel_urls(&self) -> Vec<String> {
+        self.sentinels
+            .iter()
+            .filter_map(|s| s.tls_port)
+            .map(|p| format!("rediss://127.0.0.1:{p}"))
+            .collect()
+    }
+
     /// Server `i` (0: the initial primary, 1: the initial replica).
     pub fn server(&self, i: usize) -> &RedisServer {
         &self.servers[i]
@@ -610,7 +721,9 @@ impl RedisSentinels {
             )
             .ok()?;
             let port: u16 = out.lines().nth(1)?.trim().parse().ok()?;
-            let i = self.servers.iter().position(|x| x.port() == port)?;
+            let i = (0..self.servers.len()).find(|&i| {
+                self.servers[i].port() == port || self.tls_ports.get(i) == Some(&port)
+            })?;
             if named.is_some_and(|n| n != i) {
                 return None;
             }
