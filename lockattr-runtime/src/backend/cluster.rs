@@ -991,7 +991,12 @@ pub(crate) fn parse_env_url(url: &str) -> Result<Vec<String>, LockError> {
         _ => return Err(bad("expected redis+cluster://host:port,host:port")),
     };
     let (rest, fragment) = split_fragment(rest);
-    let authority = rest.split('/').next().unwrap_or("");
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if !matches!(path.trim_end_matches('/'), "" | "0") {
+        return Err(bad(
+            "a Redis Cluster has only database 0; drop the database from the URL",
+        ));
+    }
     let (userinfo, hosts) = match authority.rsplit_once('@') {
         Some((u, h)) => (format!("{u}@"), h),
         None => (String::new(), authority),
@@ -1137,6 +1142,12 @@ f6 127.0.0.1:7005@17005 handshake - 0 0 0 connected
             parse_env_url("rediss+cluster://h1:7000,h2:7001#insecure").expect("valid"),
             ["rediss://h1:7000#insecure", "rediss://h2:7001#insecure"]
         );
+        assert_eq!(
+            parse_env_url("redis+cluster://h1:7000/0").expect("valid"),
+            ["redis://h1:7000"]
+        );
+        let err = parse_env_url("redis+cluster://h1:7000/3").unwrap_err();
+        assert!(err.to_string().contains("only database 0"), "{err}");
         let err = parse_env_url("redis://:secret@h:1").unwrap_err();
         assert!(!err.to_string().contains("secret"), "{err}");
     }
