@@ -461,3 +461,28 @@ pub async fn hand_over(
     );
     got - released
 }
+
+/// A task that waits (up to `wait`) for `key`, notes `id` in `order` once it holds it, holds it for
+/// 20 ms and releases it; returns its fence.
+pub fn waiter(
+    client: &LockClient,
+    key: &str,
+    id: u32,
+    wait: Duration,
+    order: &std::sync::Arc<std::sync::Mutex<Vec<u32>>>,
+) -> tokio::task::JoinHandle<Result<u64, lockattr_runtime::LockError>> {
+    let (client, key, order) = (client.clone(), key.to_owned(), order.clone());
+    tokio::spawn(async move {
+        let g = client
+            .lock(key)
+            .ttl(Duration::from_secs(30))
+            .wait(wait)
+            .acquire()
+            .await?;
+        order.lock().unwrap().push(id);
+        let fence = g.fence().await?;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        g.release().await?;
+        Ok(fence)
+    })
+}

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use lockattr_runtime::backend::redis::{RedisBackend, RedisOptions};
 use lockattr_runtime::{LockClient, LockError};
-use lockattr_tests::{calls, client, cmd, get, raw, FaultProxy, RedisServer};
+use lockattr_tests::{calls, client, cmd, get, raw, waiter, FaultProxy, RedisServer};
 use tokio::time::Instant;
 
 /// A client on `url` and its backend (for its counters), with the tests' prefix and a 2 s timeout.
@@ -33,31 +33,6 @@ async fn hold(client: &LockClient) -> lockattr_runtime::LockGuard {
         .acquire()
         .await
         .expect("k is free")
-}
-
-/// A task that waits (up to `wait`) for `key`, notes `id` in `order` once it holds it, holds it for
-/// 20 ms and releases it; returns its fence.
-fn waiter(
-    client: &LockClient,
-    key: &str,
-    id: u32,
-    wait: Duration,
-    order: &Arc<Mutex<Vec<u32>>>,
-) -> tokio::task::JoinHandle<Result<u64, LockError>> {
-    let (client, key, order) = (client.clone(), key.to_owned(), order.clone());
-    tokio::spawn(async move {
-        let g = client
-            .lock(key)
-            .ttl(Duration::from_secs(30))
-            .wait(wait)
-            .acquire()
-            .await?;
-        order.lock().unwrap().push(id);
-        let fence = g.fence().await?;
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        g.release().await?;
-        Ok(fence)
-    })
 }
 
 /// Join `task` within 10 s.
