@@ -1,16 +1,21 @@
 //! The Redis Cluster backend against a real cluster of 3 primaries and 3 replicas on loopback: locks
 //! spread over every primary, renewal batches across slots, release notices, the attribute, a primary
 //! killed (its replica takes over; callers recover; fences never go backwards, also for a grant the
-//! replica never received), and `wait_for_replicas` with a stopped replica.
+//! replica never received), `wait_for_replicas` with a stopped replica, hand-over to the next local
+//! waiter, and the owner-checked fence of a grant that came without one.
 //!
 //! Every test starts its own cluster (a few seconds), so failovers in one test cannot disturb another.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use lockattr_runtime::backend::cluster::ClusterOptions;
+use lockattr_runtime::backend::Acquired;
+use lockattr_runtime::key::LockName;
 use lockattr_runtime::testing::RedisCluster;
 use lockattr_runtime::{distributed_lock, LockClient, LockError, LostReason};
+use lockattr_tests::{calls, cmd, waiter};
 use tokio::task::block_in_place;
 use tokio::time::Instant;
 
@@ -483,4 +488,97 @@ async fn a_stopped_primary_does_not_hold_up_renewals_on_the_others() {
     for g in healthy {
         g.release().await.expect("release");
     }
+}
+
+/// Tasks of one client queued behind its own holder get the lock by hand-over, as on one node: one
+/// script call per hand-off on the slot's primary (no notice, no mark), first come first served, and
+/// each fence issued when its holder asks, owner-checked, from the lock's own counter, strictly above
+/// the last. With `wait_for_replicas` a release goes with its notice instead (a hand-over is not
+/// acknowledged by replicas).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn local_waiters_get_the_lock_by_hand_over() {
+    let cluster = block_in_place(RedisCluster::spawn);
+    let client = cluster_client(&cluster, ClusterOptions::default()).await;
+    let bk = client.backend_key("ho");
+    let p = block_in_place(|| cluster.primary_of_key(&bk));
+    let mut conn = lockattr_tests::raw(&cluster.node(p).url()).await;
+    let holder = client
+        .lock("ho")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .expect("ho is free");
+    let f0 = holder.fence().await.unwrap();
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let w1 = waiter(&client, "ho", 1, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let w2 = waiter(&client, "ho", 2, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+
+    holder.release().await.unwrap();
+    let join = |w: tokio::task::JoinHandle<Result<u64, LockError>>| async move {
+        tokio::time::timeout(Duration::from_secs(10), w)
+            .await
+            .expect("the waiter got the lock within 10 s")
+            .expect("waiter task")
+            .expect("waiter")
+    };
+    let f1 = join(w1).await;
+    let f2 = join(w2).await;
+    assert_eq!(*order.lock().unwrap(), vec![1, 2]);
+    assert!(f0 < f1 && f1 < f2, "fences {f0}, {f1}, {f2}");
+    // Nobody marked the lock, nothing was published, and only the last release deleted it.
+    assert_eq!(calls(&mut conn, "append").await, 0);
+    assert_eq!(calls(&mut conn, "publish").await, 0);
+    assert_eq!(calls(&mut conn, "del").await, 1);
+    assert_eq!(exists_on(&cluster, p, &bk).await, Some(false));
+    // The handed-over holders' fences came from the lock's own counter, kept a day past their TTL.
+    let kept = pttl_on(&cluster, p, &format!("{bk}:fence")).await;
+    assert!(
+        (86_400_000..=86_430_000).contains(&kept),
+        "counter PTTL {kept} ms"
+    );
+
+    let synced = cluster_client(
+        &cluster,
+        ClusterOptions::default().wait_for_replicas(1, Duration::from_millis(500)),
+    )
+    .await;
+    let holder = synced
+        .lock("ho")
+        .ttl(Duration::from_secs(30))
+        .acquire()
+        .await
+        .expect("ho is free again");
+    let f3 = holder.fence().await.unwrap();
+    let w3 = waiter(&synced, "ho", 3, Duration::from_secs(20), &order);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    cmd(&mut conn, &["CONFIG", "RESETSTAT"]).await;
+    holder.release().await.unwrap();
+    assert!(join(w3).await > f3);
+    assert!(
+        calls(&mut conn, "publish").await >= 1,
+        "released with a notice, not handed over"
+    );
+
+    // An acquire that finds the lock holding its own token (the cluster client sent it, or a
+    // hand-over, again after a lost reply) gets a fresh fence above every one issued so far, never
+    // the last one again (which, after a hand-over, was the previous holder's).
+    let name = LockName::new("t", "reclaim");
+    let backend = client.backend();
+    let granted = |a: Acquired| match a {
+        Acquired::Granted {
+            fence: Some(fence), ..
+        } => fence,
+        other => panic!("not granted with a fence: {other:?}"),
+    };
+    let ttl = Duration::from_secs(30);
+    let first = granted(backend.acquire(&name, "tok", ttl).await.unwrap());
+    let again = granted(backend.acquire(&name, "tok", ttl).await.unwrap());
+    assert!(again > first, "fence {again} after {first}");
+    // And a fence asked for by anyone else but the holder is refused.
+    assert_eq!(backend.fence(&name, "other").await.unwrap(), None);
+    assert!(backend.fence(&name, "tok").await.unwrap().unwrap() > again);
+    backend.release(&name, "tok", None).await.unwrap();
 }

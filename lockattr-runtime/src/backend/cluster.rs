@@ -1,8 +1,8 @@
 //! Locks on a Redis Cluster: [`ClusterBackend`].
 //!
-//! The backend runs the same three Lua scripts as the single-node backend ([`super::redis`]: acquire with
-//! a fence, owner-checked batch renewal, owner-checked release with a notice) through the redis crate's
-//! async cluster client, which keeps the slot map, follows `MOVED`/`ASK` redirects, refreshes the
+//! The backend runs the same Lua scripts as the single-node backend ([`super::redis`]: acquire with a
+//! fence, owner-checked batch renewal, owner-checked release with a notice, hand-over to the next local
+//! waiter, whose fence is issued when it asks) through the redis crate's async cluster client, which keeps the slot map, follows `MOVED`/`ASK` redirects, refreshes the
 //! topology and reconnects when a primary fails over to its replica. Everything above the
 //! [`Backend`] trait (guard, watchdog, waiting, the attribute) is unchanged.
 //!
@@ -97,9 +97,11 @@ use tokio::time::Instant;
 use super::redis::{
     drain_while_down, handle_sub_cmd, map_err, mask_url, ms, parse_url, release_codes,
     release_mode, split_fragment, take_fences_lua, timed_out, unsubscribe_idle, SubCmd,
-    SubscriberSlot, FENCE_COUNTER_KEEP, RELEASE_LUA, RENEW_LUA,
+    SubscriberSlot, FENCE_COUNTER_KEEP, HANDOVER_LUA, RELEASE_LUA, RENEW_LUA,
 };
-use super::{Acquired, Backend, BoxFuture, NoticeHub, Released, RenewItem, Renewed, Subscription};
+use super::{
+    Acquired, Backend, BoxFuture, HandedOver, NoticeHub, Released, RenewItem, Renewed, Subscription,
+};
 use crate::error::{BackendError, LockError};
 use crate::key::LockName;
 
@@ -143,19 +145,35 @@ return {0, pttl}
 "#
 );
 
-/// When an acquire found the lock busy: is it held by *this* acquisition (the cluster client sent the
-/// acquire again after a reply was lost, and the first one had been granted)? KEYS: lock, fence.
-/// ARGV: token. Reply: `{1, fence}` when the lock holds the token (with or without the waiter mark),
-/// else `{0}`.
-const RECLAIM_LUA: &str = r#"
+/// An owner-checked fence: if the lock holds the token (with or without the waiter mark), issue the
+/// lock's next fence from its counter (`take_fences`, as [`ACQUIRE_LUA`] does), keeping the counter a
+/// day (ARGV 2, ms) past the lock's remaining TTL. Used for a grant that came without a fence (a
+/// hand-over to a local waiter) and when an acquire found the lock busy with its own token (the cluster
+/// client sent the acquire, or a hand-over, again after a reply was lost, and the first one had been
+/// granted): a fresh fence, above the one the lost reply carried, which nobody used.
+/// KEYS: lock, fence counter. ARGV: token, counter lifetime past the TTL in ms.
+/// Reply: the fence (> 0), or 0 when the lock does not hold the token; errors as [`ACQUIRE_LUA`].
+const FENCE_LUA: &str = concat!(
+    take_fences_lua!(),
+    r#"
 local v = redis.pcall('GET', KEYS[1])
-if v == ARGV[1] or v == ARGV[1] .. '*' then
-  local f = tonumber(redis.pcall('GET', KEYS[2]))
-  if f == nil then return {0} end
-  return {1, f}
+if v ~= ARGV[1] and v ~= ARGV[1] .. '*' then
+  return 0
 end
-return {0}
-"#;
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  ttl = 0
+end
+local fence, bad = take_fences(KEYS[2], 1, ttl + tonumber(ARGV[2]))
+if bad then
+  if string.sub(bad, 1, 2) == 'T:' then
+    return redis.error_reply('LOCKATTR_WRONGTYPE ' .. string.sub(bad, 3))
+  end
+  return redis.error_reply(string.sub(bad, 3))
+end
+return fence
+"#
+);
 
 /// A script sent by hash, with its body at hand for nodes that do not know it yet.
 struct Lua {
@@ -191,7 +209,8 @@ impl Lua {
 static ACQUIRE: Lazy<Lua> = Lazy::new(|| Lua::new(ACQUIRE_LUA));
 static RENEW: Lazy<Lua> = Lazy::new(|| Lua::new(RENEW_LUA));
 static RELEASE: Lazy<Lua> = Lazy::new(|| Lua::new(RELEASE_LUA));
-static RECLAIM: Lazy<Lua> = Lazy::new(|| Lua::new(RECLAIM_LUA));
+static FENCE: Lazy<Lua> = Lazy::new(|| Lua::new(FENCE_LUA));
+static HANDOVER: Lazy<Lua> = Lazy::new(|| Lua::new(HANDOVER_LUA));
 
 /// How often the cluster client retries one command (redirects, reconnects, `TRYAGAIN`) within the
 /// command timeout.
@@ -635,6 +654,25 @@ impl ClusterBackend {
         }
     }
 
+    /// The next fence of `name` if it holds `token` ([`FENCE_LUA`]); `None` when it does not.
+    async fn owned_fence(&self, name: &LockName, token: &str) -> Result<Option<u64>, BackendError> {
+        let keep = ms(FENCE_COUNTER_KEEP);
+        let fence: i64 = self
+            .run(
+                &FENCE,
+                &|c: &mut Cmd| {
+                    c.arg(2)
+                        .arg(&name.lock_key)
+                        .arg(&name.fence_key)
+                        .arg(token)
+                        .arg(keep);
+                },
+                self.shared.timeout,
+            )
+            .await?;
+        Ok(u64::try_from(fence).ok().filter(|f| *f > 0))
+    }
+
     /// Acquire and `WAIT` for replicas in one pipeline on a dedicated connection.
     async fn acquire_synced(
         &self,
@@ -752,23 +790,13 @@ impl Backend for ClusterBackend {
                 }
             };
             if let Acquired::Busy { .. } = outcome {
-                // A retried acquire whose first attempt was granted finds its own token.
-                let reclaimed: Result<Vec<i64>, _> = self
-                    .run(
-                        &RECLAIM,
-                        &|c: &mut Cmd| {
-                            c.arg(2).arg(&name.lock_key).arg(&name.fence_key).arg(token);
-                        },
-                        self.shared.timeout,
-                    )
-                    .await;
-                if let Ok([1, fence]) = reclaimed.as_deref() {
-                    if *fence > 0 {
-                        return Ok(Acquired::Granted {
-                            fence: Some(*fence as u64),
-                            validity: ttl,
-                        });
-                    }
+                // A retried acquire (or hand-over) whose first attempt was granted finds its own
+                // token.
+                if let Ok(Some(fence)) = self.owned_fence(name, token).await {
+                    return Ok(Acquired::Granted {
+                        fence: Some(fence),
+                        validity: ttl,
+                    });
                 }
             }
             Ok(outcome)
@@ -874,6 +902,51 @@ impl Backend for ClusterBackend {
                 )
                 .await;
             Ok(release_codes(reply, 1)?[0])
+        })
+    }
+
+    fn fence<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, BackendError>> {
+        Box::pin(self.owned_fence(name, token))
+    }
+
+    /// Not with [`ClusterOptions::wait_for_replicas`]: a hand-over is not acknowledged by replicas.
+    fn hands_over(&self) -> bool {
+        self.sync.is_none()
+    }
+
+    /// As the single node does, on the lock's slot: one script call gives the lock to the next local
+    /// waiter, whose fence is issued when it asks ([`FENCE_LUA`]). When the cluster client sends it
+    /// again after a lost reply, the second run finds the lock the waiter's and answers "not ours";
+    /// the waiter then tries itself and finds its own token ([`Backend::acquire`]).
+    fn hand_over<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+        next: &'a str,
+        ttl: Duration,
+    ) -> BoxFuture<'a, Result<HandedOver, BackendError>> {
+        Box::pin(async move {
+            let code: i64 = self
+                .run(
+                    &HANDOVER,
+                    &|c: &mut Cmd| {
+                        c.arg(1)
+                            .arg(&name.lock_key)
+                            .arg(token)
+                            .arg(next)
+                            .arg(ms(ttl));
+                    },
+                    self.shared.timeout,
+                )
+                .await?;
+            if code == 3 {
+                return Ok(HandedOver::Granted);
+            }
+            Ok(HandedOver::Released(Released::from_code(code)))
         })
     }
 

@@ -190,7 +190,7 @@ return base
 /// TTL and drops any mark); otherwise release it as `release_one` in mode 0 does (publishing the
 /// notice when it is marked). KEYS: the lock; ARGV: the token, the next token, the next TTL in ms.
 /// Reply: 3 handed over, else `release_one`'s code (1 deleted, 0 not ours).
-const HANDOVER_LUA: &str = concat!(
+pub(crate) const HANDOVER_LUA: &str = concat!(
     release_one_lua!(),
     r#"
 if redis.pcall('GET', KEYS[1]) == ARGV[1] then
