@@ -79,8 +79,10 @@
 //!   slot is uncovered; renewals then fail until the replica is promoted and holders whose TTL is shorter
 //!   than the failover time lose their locks.
 //! - A reply lost in a failover makes the cluster client send the command again: an acquire that was in
-//!   fact granted is recognised by its token and reported as granted; a release that was in fact done
-//!   reports that the lock was no longer held.
+//!   fact granted is recognised by its token and reported as granted (with a fresh fence: the one the
+//!   lost reply carried is never used); a release that was in fact done reports that the lock was no
+//!   longer held; a hand-over that was in fact done reports "not ours" to the releaser, and the waiter
+//!   it was for finds its own token when it then tries itself.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
