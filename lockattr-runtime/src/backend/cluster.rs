@@ -921,9 +921,10 @@ impl Backend for ClusterBackend {
     }
 
     /// As the single node does, on the lock's slot: one script call gives the lock to the next local
-    /// waiter, whose fence is issued when it asks ([`FENCE_LUA`]). When the cluster client sends it
-    /// again after a lost reply, the second run finds the lock the waiter's and answers "not ours";
-    /// the waiter then tries itself and finds its own token ([`Backend::acquire`]).
+    /// waiter, whose fence is issued when it asks ([`Backend::fence`], owner-checked). When the
+    /// cluster client sends it again after a lost reply, the second run finds the lock the waiter's
+    /// and answers "not ours"; the waiter then tries itself and finds its own token
+    /// ([`Backend::acquire`]).
     fn hand_over<'a>(
         &'a self,
         name: &'a LockName,
