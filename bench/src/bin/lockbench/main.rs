@@ -1158,10 +1158,10 @@ async fn s6(cfg: &Config) -> Res<()> {
 
 async fn s7(cfg: &Config) -> Res<()> {
     use lockattr_runtime::testing::RedisCluster;
-    let (ops, window) = if cfg.quick {
-        (200, Duration::from_millis(300))
+    let (ops, window, handoffs) = if cfg.quick {
+        (200, Duration::from_millis(300), 48)
     } else {
-        (2000, Duration::from_secs(2))
+        (2000, Duration::from_secs(2), 400)
     };
     let servers: Vec<RedisServer> = (0..5).map(|_| RedisServer::spawn()).collect();
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
@@ -1187,12 +1187,13 @@ async fn s7(cfg: &Config) -> Res<()> {
         ),
     ];
     println!(
-        "## S7 lockattr on every backend (acquire + release; serial: {ops} ops; throughput: 64 callers on distinct keys for {:.1} s)",
-        window.as_secs_f64()
+        "## S7 lockattr on every backend (acquire + release; serial: {ops} ops; throughput: 64 callers on distinct keys for {:.1} s; hand-off: 8 tasks of one client on one key, each holding it {}, {handoffs} acquisitions)",
+        window.as_secs_f64(),
+        fmt_dur(cfg.hold)
     );
     println!();
-    println!("| backend | serial p50 | serial p99 | acquire+release /s, 64 callers | × one node |");
-    println!("|---|---|---|---|---|");
+    println!("| backend | serial p50 | serial p99 | acquire+release /s, 64 callers | × one node | hand-off p50 | hand-off p99 |");
+    println!("|---|---|---|---|---|---|---|");
     let mut base = None;
     for (name, client) in &backends {
         let mut s = Samples::new();
@@ -1241,18 +1242,70 @@ async fn s7(cfg: &Config) -> Res<()> {
         }
         let rate = done.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64();
         let base_rate = *base.get_or_insert(rate);
+        let mut h = s7_handoffs(client, handoffs, cfg.hold)
+            .await
+            .map_err(|e| format!("{name}: {e}"))?;
         println!(
-            "| {name} | {} | {} | {} | {:.2}× |",
+            "| {name} | {} | {} | {} | {:.2}× | {} | {} |",
             fmt_dur(s.p50()),
             fmt_dur(s.p99()),
             fmt_rate(rate),
-            rate / base_rate
+            rate / base_rate,
+            fmt_dur(h.p50()),
+            fmt_dur(h.p99())
         );
     }
     println!();
     drop(servers);
     drop(cluster);
     Ok(())
+}
+
+/// 8 tasks of `client` take turns on one key, each holding it for `hold`, until `total` acquisitions:
+/// the hand-off times (a holder about to release → the next holder has it).
+async fn s7_handoffs(client: &LockClient, total: usize, hold: Duration) -> Res<Samples> {
+    let left = Arc::new(AtomicUsize::new(total));
+    let released = Arc::new(Mutex::new(None::<Instant>));
+    let samples = Arc::new(Mutex::new(Samples::new()));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (client, left) = (client.clone(), left.clone());
+            let (released, samples) = (released.clone(), samples.clone());
+            tokio::spawn(async move {
+                while left
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                    .is_ok()
+                {
+                    let g = client
+                        .lock("s7:one")
+                        .ttl(TTL)
+                        .wait(Duration::from_secs(10))
+                        .acquire()
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let now = Instant::now();
+                    if let Some(at) = released.lock().unwrap_or_else(|p| p.into_inner()).take() {
+                        samples
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(now - at);
+                    }
+                    tokio::time::sleep(hold).await;
+                    *released.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+                    g.release().await.map_err(|e| e.to_string())?;
+                }
+                Ok::<(), String>(())
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.map_err(|e| e.to_string())??;
+    }
+    let s = std::mem::replace(
+        &mut *samples.lock().unwrap_or_else(|p| p.into_inner()),
+        Samples::new(),
+    );
+    Ok(s)
 }
 
 async fn connect_with(b: lockattr_runtime::LockClientBuilder) -> Res<LockClient> {
