@@ -933,6 +933,11 @@ impl Backend for ClusterBackend {
         ttl: Duration,
     ) -> BoxFuture<'a, Result<HandedOver, BackendError>> {
         Box::pin(async move {
+            if !self.hands_over() {
+                return Err(BackendError::other(
+                    "no hand-over with wait_for_replicas (grants wait for replicas)",
+                ));
+            }
             let code: i64 = self
                 .run(
                     &HANDOVER,
