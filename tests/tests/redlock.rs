@@ -564,6 +564,70 @@ async fn fence_write_back_survives_restarts() {
     }
 }
 
+/// An acquisition is one round (no fence counter is touched); the fence is issued when the holder asks,
+/// once (the answer is kept), from the nodes that still hold the lease, and written back to every node.
+/// A holder whose lease a majority no longer holds gets no fence: it learns that the lock is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fence_is_issued_when_the_holder_asks() {
+    let fx = RedlockFx::with_nodes(3);
+    let a = fx.client().await;
+    let g = a
+        .lock("lazy")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    for s in &fx.servers {
+        assert_eq!(node_fence(s, "lazy").await, 0, "no counter before asking");
+    }
+    let f = g.fence().await.unwrap();
+    assert!(f > 0);
+    assert_eq!(g.fence().await.unwrap(), f, "issued once");
+    for s in &fx.servers {
+        eventually(
+            "fence written back to every node",
+            Duration::from_secs(2),
+            || async { node_fence(s, "lazy").await >= f },
+        )
+        .await;
+    }
+    g.release().await.unwrap();
+
+    let g = a
+        .lock("lazy")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    // Two of the three nodes lose the lease behind the holder's back.
+    let mut before = Vec::new();
+    for s in &fx.servers[..2] {
+        node_cmd(s, &["DEL", &bk("lazy")]).await;
+        before.push(node_fence(s, "lazy").await);
+    }
+    match g.fence().await {
+        Err(LockError::Lost {
+            reason: LostReason::NotOwner,
+            ..
+        }) => {}
+        other => panic!("expected Lost(NotOwner), got {other:?}"),
+    }
+    assert!(!g.is_held());
+    // The nodes that no longer hold it issued nothing for it.
+    for (s, was) in fx.servers[..2].iter().zip(before) {
+        assert_eq!(node_fence(s, "lazy").await, was);
+    }
+    drop(g);
+    let g = a
+        .lock("lazy")
+        .ttl(Duration::from_secs(5))
+        .acquire()
+        .await
+        .unwrap();
+    assert!(g.fence().await.unwrap() > f);
+    g.release().await.unwrap();
+}
+
 /// 240 acquisitions while the nodes are restarted (data lost) in turn every 20 acquisitions: fences
 /// strictly increase and never fall back to the nodes' clock values.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

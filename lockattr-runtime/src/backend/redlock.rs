@@ -156,48 +156,65 @@ end
 return {0, pttl, redis.sha1hex(string.match(holder, '^[^#]*'))}
 "#;
 
-/// Phase 2 on one node: issue the node's next fence, max(last + 1, node clock in µs). KEYS: fence.
-/// ARGV: how long the counter is kept, in ms (see [`FENCE_COUNTER_KEEP`]).
+/// Fence read on one node, only while the node holds the lease (`GET lock == value`): issue the
+/// node's next fence, max(last + 1, node clock in µs), and keep the counter for the lock's remaining
+/// TTL plus ARGV[2] ms (see [`FENCE_COUNTER_KEEP`]). KEYS: lock, fence. ARGV: value, ms.
+/// Reply: the fence, or 0 when the node does not hold the lease.
 const NEXT_FENCE_LUA: &str = r#"
-local t = redis.call('TYPE', KEYS[1])['ok']
+if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then
+  return 0
+end
+local t = redis.call('TYPE', KEYS[2])['ok']
 if t ~= 'none' and t ~= 'string' then
-  return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[1] .. ' holds a ' .. t)
+  return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. t)
 end
 local last = 0
 if t == 'string' then
-  last = tonumber(redis.call('GET', KEYS[1]))
+  last = tonumber(redis.call('GET', KEYS[2]))
   if last == nil then
-    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[1] .. ' does not hold a number')
+    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
   end
 end
 local now = redis.call('TIME')
 local fence = last + 1
 local clock = tonumber(now[1]) * 1000000 + tonumber(now[2])
 if clock > fence then fence = clock end
-redis.call('SET', KEYS[1], string.format('%d', fence), 'PX', ARGV[1])
+local keep = redis.call('PTTL', KEYS[1]) + tonumber(ARGV[2])
+redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', keep)
 return fence
 "#;
 
-/// Phase 3 on one node: raise the counter to at least ARGV[1] (never lowers it), kept for ARGV[2] ms.
-/// KEYS: fence. Reply: the counter afterwards.
+/// Fence write-back on one node: raise the counter to at least ARGV[2] (never lowers it), kept for the
+/// lock's remaining TTL plus ARGV[3] ms, and say whether the node held the lease meanwhile (only such
+/// nodes count towards the majority; raising the others too keeps every node's counter up to date, and
+/// a counter that only ever rises is never wrong). KEYS: lock, fence. ARGV: value, fence, ms.
+/// Reply: `{counter afterwards, 1 if the node holds the lease else 0}`.
 const RAISE_FENCE_LUA: &str = r#"
-local t = redis.call('TYPE', KEYS[1])['ok']
+local owned = 0
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  owned = 1
+end
+local t = redis.call('TYPE', KEYS[2])['ok']
 if t ~= 'none' and t ~= 'string' then
-  return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[1] .. ' holds a ' .. t)
+  return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. t)
 end
 local last = 0
 if t == 'string' then
-  last = tonumber(redis.call('GET', KEYS[1]))
+  last = tonumber(redis.call('GET', KEYS[2]))
   if last == nil then
-    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[1] .. ' does not hold a number')
+    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
   end
 end
-local f = tonumber(ARGV[1])
+local f = tonumber(ARGV[2])
 if last < f then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  local keep = redis.call('PTTL', KEYS[1])
+  if keep < 0 then
+    keep = 0
+  end
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', keep + tonumber(ARGV[3]))
   last = f
 end
-return last
+return {last, owned}
 "#;
 
 /// Owner-checked batch renewal on one node. KEYS: n lock keys. ARGV: n values, then n TTLs in ms.
@@ -374,26 +391,33 @@ impl Node {
         })
     }
 
-    async fn next_fence(&self, fence_key: &str, keep: Duration) -> Result<u64, BackendError> {
+    /// This node's next fence for the lease `value`, or `None` when the node does not hold it.
+    async fn next_fence(&self, name: &LockName, value: &str) -> Result<Option<u64>, BackendError> {
         let mut inv = NEXT_FENCE.prepare_invoke();
-        inv.key(fence_key).arg(ms(keep));
+        inv.key(&name.lock_key)
+            .key(&name.fence_key)
+            .arg(value)
+            .arg(ms(FENCE_COUNTER_KEEP));
         let f: i64 = self.backend.invoke(&inv).await?;
-        u64::try_from(f)
-            .ok()
-            .filter(|f| *f > 0)
-            .ok_or_else(|| BackendError::other(format!("unexpected fence {f}")))
+        Ok(u64::try_from(f).ok().filter(|f| *f > 0))
     }
 
+    /// Raise this node's counter to at least `fence`: the counter afterwards, if the node holds the
+    /// lease `value`, else `None`.
     async fn raise_fence(
         &self,
-        fence_key: &str,
+        name: &LockName,
+        value: &str,
         fence: u64,
-        keep: Duration,
-    ) -> Result<u64, BackendError> {
+    ) -> Result<Option<u64>, BackendError> {
         let mut inv = RAISE_FENCE.prepare_invoke();
-        inv.key(fence_key).arg(fence.to_string()).arg(ms(keep));
-        let f: i64 = self.backend.invoke(&inv).await?;
-        Ok(u64::try_from(f).unwrap_or(0))
+        inv.key(&name.lock_key)
+            .key(&name.fence_key)
+            .arg(value)
+            .arg(fence.to_string())
+            .arg(ms(FENCE_COUNTER_KEEP));
+        let (f, owned): (i64, i64) = self.backend.invoke(&inv).await?;
+        Ok(u64::try_from(f).ok().filter(|_| owned == 1))
     }
 
     async fn renew(&self, items: &RenewBatch) -> Result<Vec<i64>, BackendError> {
@@ -506,6 +530,7 @@ impl Attempt {
 struct Lease {
     attempt: Arc<Attempt>,
     value: String,
+    ttl: Duration,
 }
 
 /// A renewal batch in owned form (it is sent from tasks that outlive the call).
@@ -1015,58 +1040,6 @@ impl RedlockBackend {
             return outcome;
         }
 
-        // Phase 2: read the next fence from a majority.
-        let keep = ttl + FENCE_COUNTER_KEEP;
-        let mut fences = self.fan_out(0..n, nt, |_, node| {
-            let fk = name.fence_key.clone();
-            async move { node.next_fence(&fk, keep).await }
-        });
-        fences.until(|a| count_ok(a) >= q).await;
-        if fences.ok() < q {
-            let err = self
-                .wrong_type(&fences.answers)
-                .unwrap_or_else(|| self.too_few(&fences, "issued a fence"));
-            self.abandon(name, &value, &attempt, nt).await;
-            cleanup.armed = false;
-            return Err(err);
-        }
-        let fence = fences
-            .answers
-            .iter()
-            .flatten()
-            .filter_map(|r| r.as_ref().ok().copied())
-            .max()
-            .unwrap_or(0);
-
-        // Phase 3: write it back (to every node that lacks it), and wait for a majority to have it.
-        let has_it: Vec<usize> = (0..n)
-            .filter(|&i| matches!(fences.answers[i], Some(Ok(f)) if f >= fence))
-            .collect();
-        let mut raised = self.fan_out((0..n).filter(|i| !has_it.contains(i)), nt, |_, node| {
-            let fk = name.fence_key.clone();
-            async move { node.raise_fence(&fk, fence, keep).await }
-        });
-        let acked = |a: &Answers<u64>| {
-            has_it.len()
-                + a.iter()
-                    .flatten()
-                    .filter(|r| matches!(r, Ok(f) if *f >= fence))
-                    .count()
-        };
-        raised.until(|a| acked(a) >= q).await;
-        if acked(&raised.answers) < q {
-            let err = self.wrong_type(&raised.answers).unwrap_or_else(|| {
-                BackendError::unavailable(format!(
-                    "the fence was written back to {} of {n} nodes; a majority of {q} is needed ({})",
-                    acked(&raised.answers),
-                    self.errors(&raised)
-                ))
-            });
-            self.abandon(name, &value, &attempt, nt).await;
-            cleanup.armed = false;
-            return Err(err);
-        }
-
         // Still valid? (ttl - elapsed - drift > 0)
         let elapsed = start.elapsed();
         if elapsed >= validity {
@@ -1076,13 +1049,93 @@ impl RedlockBackend {
                 "acquiring on a majority took {elapsed:?}, longer than the lease's validity ({validity:?} = ttl {ttl:?} - drift): the nodes are too slow for this TTL; raise the TTL"
             )));
         }
-        self.leases()
-            .insert(token.to_owned(), Lease { attempt, value });
+        self.leases().insert(
+            token.to_owned(),
+            Lease {
+                attempt,
+                value,
+                ttl,
+            },
+        );
         cleanup.armed = false;
         Ok(Acquired::Granted {
-            fence: Some(fence),
+            fence: None,
             validity,
         })
+    }
+
+    /// The fence of the lease `token` holds on `name`, issued when its holder asks (see the module
+    /// docs, "Fence"): read from a majority of nodes that still hold the lease, then written back to a
+    /// majority of nodes that still hold it. `None` when too few nodes hold it any more.
+    async fn fence_inner(&self, name: &LockName, token: &str) -> Result<Option<u64>, BackendError> {
+        let Some((value, ttl)) = self.leases().get(token).map(|l| (l.value.clone(), l.ttl)) else {
+            return Ok(None);
+        };
+        let n = self.nodes.len();
+        let q = self.quorum;
+        let nt = self.node_timeout_for(ttl);
+        let holds = |r: &Result<Option<u64>, BackendError>| matches!(r, Ok(Some(_)));
+        let lost = |r: &Result<Option<u64>, BackendError>| matches!(r, Ok(None));
+
+        // Read: each node that holds the lease issues its next fence.
+        let mut reads = self.fan_out(0..n, nt, |_, node| {
+            let (name, value) = (name.clone(), value.clone());
+            async move { node.next_fence(&name, &value).await }
+        });
+        reads
+            .until(|a| {
+                let held = a.iter().flatten().filter(|r| holds(r)).count();
+                let other = a.iter().flatten().filter(|r| !holds(r)).count();
+                held >= q || n - other < q
+            })
+            .await;
+        if reads.count(holds) < q {
+            if let Some(e) = self.wrong_type(&reads.answers) {
+                return Err(e);
+            }
+            if n - reads.count(lost) < q {
+                return Ok(None);
+            }
+            return Err(self.too_few(&reads, "answered for the lease"));
+        }
+        let fence = reads
+            .answers
+            .iter()
+            .flatten()
+            .filter_map(|r| r.as_ref().ok().copied().flatten())
+            .max()
+            .unwrap_or(0);
+
+        // Write back to every node that lacks it; a majority must hold the lease while it does.
+        let has_it: Vec<usize> = (0..n)
+            .filter(|&i| matches!(reads.answers[i], Some(Ok(Some(f))) if f >= fence))
+            .collect();
+        let mut raised = self.fan_out((0..n).filter(|i| !has_it.contains(i)), nt, |_, node| {
+            let (name, value) = (name.clone(), value.clone());
+            async move { node.raise_fence(&name, &value, fence).await }
+        });
+        let acked = |a: &Answers<Option<u64>>| {
+            has_it.len()
+                + a.iter()
+                    .flatten()
+                    .filter(|r| matches!(r, Ok(Some(f)) if *f >= fence))
+                    .count()
+        };
+        raised.until(|a| acked(a) >= q).await;
+        if acked(&raised.answers) < q {
+            if let Some(e) = self.wrong_type(&raised.answers) {
+                return Err(e);
+            }
+            if n - reads.count(lost).max(raised.count(lost)) < q {
+                return Ok(None);
+            }
+            return Err(BackendError::unavailable(format!(
+                "the fence was written back to {} of {n} nodes; a majority of {q} is needed ({})",
+                acked(&raised.answers),
+                self.errors(&raised)
+            )));
+        }
+        Ok(Some(fence))
     }
 
     /// Give up an attempt that had a majority: every node gives back its grant (with a release notice),
@@ -1395,6 +1448,14 @@ impl Backend for RedlockBackend {
         keep_for: Option<Duration>,
     ) -> BoxFuture<'a, Result<Released, BackendError>> {
         Box::pin(self.release_inner(name, token, keep_for))
+    }
+
+    fn fence<'a>(
+        &'a self,
+        name: &'a LockName,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<u64>, BackendError>> {
+        Box::pin(self.fence_inner(name, token))
     }
 
     fn subscribe<'a>(&'a self, name: &'a LockName) -> BoxFuture<'a, Subscription> {
