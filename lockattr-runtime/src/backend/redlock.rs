@@ -10,26 +10,33 @@
 //! renewal past its deadline.
 //!
 //! # Acquire
-//! 1. `SET key value NX PX ttl` on every node. Granted only when a majority grants *and* the whole
-//!    acquisition (all three phases) finishes while the lease is still valid:
-//!    `validity = ttl - elapsed - drift > 0`, with `drift = ttl * drift_factor + 2 ms` (the clock-drift
-//!    allowance of the Redlock paper; `drift_factor` defaults to 0.01). The validity reported to the
-//!    client ([`Acquired::Granted`]) is `ttl - drift` counted from the moment the request was sent, so
-//!    the holder's deadline is `send time + ttl - drift - safety margin`: the elapsed time is accounted
-//!    for through the send time, never twice.
-//! 2. Fence read: on every node, `fence = max(last + 1, node clock in µs)` (atomically, as the
-//!    single-node script does); the fence is the maximum over a majority of answers.
-//! 3. Fence write-back: `SET fence max(current, f)` (owner-independent) on every node, waiting for a
-//!    majority. Any later grant reads its fence from a majority, which intersects this one, so it sees
-//!    at least `f` and issues more.
+//! `SET key value NX PX ttl` on every node. Granted only when a majority grants *and* the acquisition
+//! finishes while the lease is still valid: `validity = ttl - elapsed - drift > 0`, with
+//! `drift = ttl * drift_factor + 2 ms` (the clock-drift allowance of the Redlock paper; `drift_factor`
+//! defaults to 0.01). The validity reported to the client ([`Acquired::Granted`]) is `ttl - drift`
+//! counted from the moment the request was sent, so the holder's deadline is
+//! `send time + ttl - drift - safety margin`: the elapsed time is accounted for through the send time,
+//! never twice. One round: the grant carries no fence.
 //!
-//! The fence is read in its own round *after* the lock was granted, not inside step 1: an acquisition
-//! whose step 1 overlapped the previous holder's write-back could otherwise read a stale counter on one
-//! node and a freshly released lock on another, and issue a smaller fence although it was granted
-//! later. So **fences are strictly increasing in grant order** whenever a grant follows the previous
-//! holder's lease (released, or expired under the usual Redlock timing assumptions), whatever the
-//! nodes' clocks say, as long as a majority of nodes kept their data between two grants. A node that
-//! restarted empty re-seeds its counter from its clock (see below).
+//! # Fence
+//! Issued when the holder first asks for it ([`Backend::fence`]; the client keeps the answer), in two
+//! rounds that only count nodes still holding the lease (`GET key == value`):
+//! 1. Read: every node that holds the lease issues `max(last + 1, node clock in µs)` from its counter
+//!    (atomically with the check, as the single-node script does); the fence `f` is the maximum over
+//!    a majority of such nodes. A node that no longer holds it issues nothing.
+//! 2. Write-back: every node that lacks `f` raises its counter to at least `f` (never lowering it), and
+//!    says whether it held the lease at that moment; a majority of nodes must have `f` while holding
+//!    the lease (those that issued `f` or more in step 1 count).
+//!
+//! When a majority no longer holds the lease, the answer is "not ours": no fence, and the holder learns
+//! that the lock is lost. Why this orders holders: a later holder's lease rests on a majority, which
+//! shares a node with the majority that had `f`; on that node the later holder's key could only be set
+//! after this lease's key was gone, so after the counter reached `f`, and the later holder's read there
+//! issues more than `f`. So **fences are strictly increasing in the order the holders held the lock**,
+//! whatever the nodes' clocks say, as long as a majority of nodes kept their data between the two (a
+//! node that restarted empty re-seeds its counter from its clock, see below). Reading the fence inside
+//! the grant instead would be wrong: an acquisition could read a stale counter on a node that it does
+//! not end up holding. A lock that nobody fences never pays for the two rounds.
 //!
 //! When no majority grants, the nodes that granted are given back their key and the answer is
 //! [`Acquired::Busy`] when a majority answered (contention), or an "unavailable" error naming how many
@@ -38,8 +45,7 @@
 //! are only other contenders' partial grants (a split vote), it carries a short random retry delay
 //! (5–50 ms) instead, so contenders neither wait a whole TTL for nobody nor retry in lock-step. Giving
 //! back a *partial* grant publishes no release notice (it would wake the caller itself, which would
-//! spin while a real holder keeps its majority); giving back a majority grant (too slow, or the fence
-//! could not be written back) does.
+//! spin while a real holder keeps its majority); giving back a majority grant (too slow) does.
 //!
 //! ## Requests that answer after the decision
 //! Deciding early means some node requests are still in flight when the caller moves on. Each attempt
@@ -89,7 +95,7 @@
 //! Re-establishing on renewal shrinks the window (a restarted node gets live leases back at their next
 //! renewal, every ttl/3; a lease survives a rolling restart of every node, one at a time), and fencing
 //! tokens keep the damage detectable: a restarted node re-seeds its counter from its clock in
-//! microseconds, the next acquisitions write the current fence back to every node, and a resource that
+//! microseconds, the next fence requests write the current fence back to every node, and a resource that
 //! rejects lower fences refuses a stale holder. Fences stay increasing across any number of restarts as
 //! long as no majority of nodes lost its data between two grants, or the restarted nodes' clocks are
 //! ahead of every fence issued so far.
