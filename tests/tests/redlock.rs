@@ -613,6 +613,11 @@ async fn the_fence_is_issued_when_the_holder_asks() {
         other => panic!("expected Lost(NotOwner), got {other:?}"),
     }
     assert!(!g.is_held());
+    // Its leftover key on the third node is released.
+    eventually("the leftover released", Duration::from_secs(2), || async {
+        node_get(&fx.servers[2], &bk("lazy")).await.is_none()
+    })
+    .await;
     // The nodes that no longer hold it issued nothing for it.
     for (s, was) in fx.servers[..2].iter().zip(before) {
         assert_eq!(node_fence(s, "lazy").await, was);
@@ -849,6 +854,17 @@ async fn waiter_woken_by_release_with_a_node_down() {
         .acquire()
         .await
         .unwrap();
+    // The holder's key on every node before anyone contends (a grant returns once a majority
+    // granted): the two survivors of the kill below still hold it, and issue its fence.
+    eventually(
+        "the holder's key on every node",
+        Duration::from_secs(2),
+        || async {
+            let values = fx.values(&bk("w2")).await;
+            values.iter().all(|v| v.is_some() && *v == values[0])
+        },
+    )
+    .await;
     let waiter = tokio::spawn(async move {
         let g = a.lock("w2").wait(Duration::from_secs(5)).acquire().await;
         (

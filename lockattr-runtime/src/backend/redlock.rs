@@ -29,7 +29,10 @@
 //!    the lease (those that issued `f` or more in step 1 count).
 //!
 //! When a majority no longer holds the lease, the answer is "not ours": no fence, and the holder learns
-//! that the lock is lost. Why this orders holders: a later holder's lease rests on a majority, which
+//! that the lock is lost. A lease that rests on a bare majority (a grant returns once a majority
+//! granted; the other nodes' keys normally land moments later) and loses one of those nodes gets no
+//! fence while that node is out (`fence` reports the backend unavailable): no majority of live nodes
+//! holds it, which is the situation the delayed-restart rule below is about. Why this orders holders: a later holder's lease rests on a majority, which
 //! shares a node with the majority that had `f`; on that node the later holder's key could only be set
 //! after this lease's key was gone, so after the counter reached `f`, and the later holder's read there
 //! issues more than `f`. So **fences are strictly increasing in the order the holders held the lock**,
@@ -1072,11 +1075,13 @@ impl RedlockBackend {
 
     /// The fence of the lease `token` holds on `name`, issued when its holder asks (see the module
     /// docs, "Fence"): read from a majority of nodes that still hold the lease, then written back to a
-    /// majority of nodes that still hold it. `None` when too few nodes hold it any more.
+    /// majority of nodes that still hold it. `None` when too few nodes hold it any more (its leftover
+    /// keys are then released, as after a renewal that finds it lost).
     async fn fence_inner(&self, name: &LockName, token: &str) -> Result<Option<u64>, BackendError> {
-        let Some((value, ttl)) = self.leases().get(token).map(|l| (l.value.clone(), l.ttl)) else {
+        let Some(lease) = self.leases().get(token).cloned() else {
             return Ok(None);
         };
+        let (value, ttl) = (lease.value.clone(), lease.ttl);
         let n = self.nodes.len();
         let q = self.quorum;
         let nt = self.node_timeout_for(ttl);
@@ -1100,6 +1105,7 @@ impl RedlockBackend {
                 return Err(e);
             }
             if n - reads.count(lost) < q {
+                self.let_go(name, &lease);
                 return Ok(None);
             }
             return Err(self.too_few(&reads, "answered for the lease"));
@@ -1133,6 +1139,7 @@ impl RedlockBackend {
                 return Err(e);
             }
             if n - reads.count(lost).max(raised.count(lost)) < q {
+                self.let_go(name, &lease);
                 return Ok(None);
             }
             return Err(BackendError::unavailable(format!(
@@ -1248,17 +1255,8 @@ impl RedlockBackend {
     /// that answer after the decision.
     fn after_renewal(&self, mut fan: Fan<Vec<i64>>, items: Arc<RenewBatch>, extended: Vec<bool>) {
         for (k, lease) in items.leases.iter().enumerate() {
-            if extended[k] {
-                continue;
-            }
-            self.forget(&lease.value);
-            lease.attempt.set(Fate::Released);
-            for node in &self.nodes {
-                let (node, name, value) =
-                    (node.clone(), items.names[k].clone(), lease.value.clone());
-                tokio::spawn(async move {
-                    let _ = node.release(&name, &value, None).await;
-                });
+            if !extended[k] {
+                self.let_go(&items.names[k], lease);
             }
         }
         if !self.opts.reacquire_on_renew || !extended.iter().any(|e| *e) {
@@ -1296,6 +1294,18 @@ impl RedlockBackend {
                 }
             }
         });
+    }
+
+    /// Forget a lease that lost its majority and release its leftover keys, in the background.
+    fn let_go(&self, name: &LockName, lease: &Lease) {
+        self.forget(&lease.value);
+        lease.attempt.set(Fate::Released);
+        for node in &self.nodes {
+            let (node, name, value) = (node.clone(), name.clone(), lease.value.clone());
+            tokio::spawn(async move {
+                let _ = node.release(&name, &value, None).await;
+            });
+        }
     }
 
     /// Remove the lease whose keys hold `value` from the registry.
