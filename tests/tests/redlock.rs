@@ -57,6 +57,20 @@ where
     }
 }
 
+/// Wait until every node holds the same value at `key`'s lock (a grant returns once a majority granted;
+/// the other nodes' keys land moments later).
+async fn same_value_everywhere(fx: &RedlockFx, key: &str) {
+    eventually(
+        "the same value on every node",
+        Duration::from_secs(2),
+        || async {
+            let values = fx.values(&bk(key)).await;
+            values.iter().all(|v| v.is_some() && *v == values[0])
+        },
+    )
+    .await;
+}
+
 /// Restart a node with all data lost (blocking for a few ms: fine on the multi-thread runtime).
 fn restart(fx: &mut RedlockFx, i: usize) {
     tokio::task::block_in_place(|| fx.servers[i].restart());
@@ -94,15 +108,7 @@ async fn basic(n: usize) {
         .await
         .unwrap();
     // Granted by a majority; the remaining node(s) answer moments later.
-    eventually(
-        "the same value on every node",
-        Duration::from_secs(2),
-        || async {
-            let values = fx.values(&bk("basic")).await;
-            values.iter().all(|v| v.is_some() && *v == values[0])
-        },
-    )
-    .await;
+    same_value_everywhere(&fx, "basic").await;
     let start = Instant::now();
     while start.elapsed() < ttl * 3 {
         tokio::time::sleep(Duration::from_millis(75)).await;
@@ -856,15 +862,7 @@ async fn waiter_woken_by_release_with_a_node_down() {
         .unwrap();
     // The holder's key on every node before anyone contends (a grant returns once a majority
     // granted): the two survivors of the kill below still hold it, and issue its fence.
-    eventually(
-        "the holder's key on every node",
-        Duration::from_secs(2),
-        || async {
-            let values = fx.values(&bk("w2")).await;
-            values.iter().all(|v| v.is_some() && *v == values[0])
-        },
-    )
-    .await;
+    same_value_everywhere(&fx, "w2").await;
     let waiter = tokio::spawn(async move {
         let g = a.lock("w2").wait(Duration::from_secs(5)).acquire().await;
         (
