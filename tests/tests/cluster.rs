@@ -582,3 +582,61 @@ async fn local_waiters_get_the_lock_by_hand_over() {
     assert!(backend.fence(&name, "tok").await.unwrap().unwrap() > again);
     backend.release(&name, "tok", None).await.unwrap();
 }
+
+/// Two clients of four tasks each take one key on the cluster 15 times per task, holding it 2 ms:
+/// hand-overs within a client, notices between the clients. Never two holders, fences strictly
+/// increasing in hold order (the handed-over holders' fences are issued on request), no hand-off left
+/// to the fallback re-check at the holder's 10 s TTL, and the lock gone afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_clients_contend_with_hand_overs_and_notices() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let cluster = block_in_place(RedisCluster::spawn);
+    let clients = [
+        cluster_client(&cluster, ClusterOptions::default()).await,
+        cluster_client(&cluster, ClusterOptions::default()).await,
+    ];
+    let holders = Arc::new(AtomicUsize::new(0));
+    let fences = Arc::new(Mutex::new(Vec::new()));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for client in clients.iter().cycle().take(8) {
+        let (client, holders, fences) = (client.clone(), holders.clone(), fences.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..15 {
+                let g = client
+                    .lock("busy")
+                    .ttl(Duration::from_secs(10))
+                    .wait(Duration::from_secs(30))
+                    .acquire()
+                    .await
+                    .expect("every task gets the lock");
+                assert_eq!(holders.fetch_add(1, Ordering::SeqCst), 0, "two holders");
+                let fence = g.fence().await.expect("the holder's fence");
+                fences.lock().unwrap().push(fence);
+                tokio::time::sleep(Duration::from_millis(2)).await;
+                holders.fetch_sub(1, Ordering::SeqCst);
+                g.release().await.expect("release");
+            }
+        }));
+    }
+    for t in tasks {
+        tokio::time::timeout(Duration::from_secs(60), t)
+            .await
+            .expect("done within 60 s")
+            .expect("contending task");
+    }
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "120 holds of 2 ms took {took:?}: a hand-off waited for the fallback"
+    );
+    let fences = fences.lock().unwrap().clone();
+    assert_eq!(fences.len(), 120);
+    assert!(
+        fences.windows(2).all(|w| w[0] < w[1]),
+        "fences not strictly increasing: {fences:?}"
+    );
+    let bk = clients[0].backend_key("busy");
+    let p = block_in_place(|| cluster.primary_of_key(&bk));
+    assert_eq!(exists_on(&cluster, p, &bk).await, Some(false));
+}
