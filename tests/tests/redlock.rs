@@ -577,12 +577,8 @@ async fn fence_write_back_survives_restarts() {
 async fn the_fence_is_issued_when_the_holder_asks() {
     let fx = RedlockFx::with_nodes(3);
     let a = fx.client().await;
-    let g = a
-        .lock("lazy")
-        .ttl(Duration::from_secs(5))
-        .acquire()
-        .await
-        .unwrap();
+    let take = || a.lock("lazy").ttl(Duration::from_secs(5)).acquire();
+    let g = take().await.unwrap();
     for s in &fx.servers {
         assert_eq!(node_fence(s, "lazy").await, 0, "no counter before asking");
     }
@@ -599,12 +595,7 @@ async fn the_fence_is_issued_when_the_holder_asks() {
     }
     g.release().await.unwrap();
 
-    let g = a
-        .lock("lazy")
-        .ttl(Duration::from_secs(5))
-        .acquire()
-        .await
-        .unwrap();
+    let g = take().await.unwrap();
     // Two of the three nodes lose the lease behind the holder's back.
     let mut before = Vec::new();
     for s in &fx.servers[..2] {
@@ -629,12 +620,7 @@ async fn the_fence_is_issued_when_the_holder_asks() {
         assert_eq!(node_fence(s, "lazy").await, was);
     }
     drop(g);
-    let g = a
-        .lock("lazy")
-        .ttl(Duration::from_secs(5))
-        .acquire()
-        .await
-        .unwrap();
+    let g = take().await.unwrap();
     assert!(g.fence().await.unwrap() > f);
     g.release().await.unwrap();
 }

@@ -107,6 +107,21 @@ use super::{
 use crate::error::{BackendError, LockError};
 use crate::key::LockName;
 
+/// `counter_error(bad)`: the error reply for a bad fence counter, from the second result of
+/// `take_fences` (`T:` wrong type, as `LOCKATTR_WRONGTYPE …`; `E:` any other error).
+macro_rules! counter_error_lua {
+    () => {
+        r#"
+local function counter_error(bad)
+  if string.sub(bad, 1, 2) == 'T:' then
+    return redis.error_reply('LOCKATTR_WRONGTYPE ' .. string.sub(bad, 3))
+  end
+  return redis.error_reply(string.sub(bad, 3))
+end
+"#
+    };
+}
+
 /// The Cluster acquire: take the lock (`SET NX PX`) and, only on success, issue the next fence from the
 /// lock's own counter (`prefix:{key}:fence`, in the lock's hash slot) with the same counter update as the
 /// single node (`take_fences`, see [`take_fences_lua`]): three commands on the common path, `SET NX PX`,
@@ -119,15 +134,13 @@ use crate::key::LockName;
 /// Reply: `{1, fence}` granted, `{0, pttl}` busy; error replies start with `LOCKATTR_WRONGTYPE`.
 const ACQUIRE_LUA: &str = concat!(
     take_fences_lua!(),
+    counter_error_lua!(),
     r#"
 if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
   local fence, bad = take_fences(KEYS[2], 1, ARGV[3])
   if bad then
     redis.call('DEL', KEYS[1])
-    if string.sub(bad, 1, 2) == 'T:' then
-      return redis.error_reply('LOCKATTR_WRONGTYPE ' .. string.sub(bad, 3))
-    end
-    return redis.error_reply(string.sub(bad, 3))
+    return counter_error(bad)
   end
   return {1, fence}
 end
@@ -157,6 +170,7 @@ return {0, pttl}
 /// Reply: the fence (> 0), or 0 when the lock does not hold the token; errors as [`ACQUIRE_LUA`].
 const FENCE_LUA: &str = concat!(
     take_fences_lua!(),
+    counter_error_lua!(),
     r#"
 local v = redis.pcall('GET', KEYS[1])
 if v ~= ARGV[1] and v ~= ARGV[1] .. '*' then
@@ -168,10 +182,7 @@ if ttl < 0 then
 end
 local fence, bad = take_fences(KEYS[2], 1, ttl + tonumber(ARGV[2]))
 if bad then
-  if string.sub(bad, 1, 2) == 'T:' then
-    return redis.error_reply('LOCKATTR_WRONGTYPE ' .. string.sub(bad, 3))
-  end
-  return redis.error_reply(string.sub(bad, 3))
+  return counter_error(bad)
 end
 return fence
 "#
@@ -479,6 +490,12 @@ pub(super) async fn synced_acquire<C: redis::aio::ConnectionLike>(
 }
 
 /// The error for a grant that too few replicas acknowledged.
+/// The error of a hand-over asked of a backend whose grants wait for replicas (Cluster, Sentinel):
+/// a hand-over is not acknowledged by replicas, so such backends do not hand over.
+pub(super) fn no_hand_over_with_replica_sync() -> BackendError {
+    BackendError::other("no hand-over with wait_for_replicas (grants wait for replicas)")
+}
+
 pub(super) fn replica_shortfall(
     name: &LockName,
     acked: i64,
@@ -934,9 +951,7 @@ impl Backend for ClusterBackend {
     ) -> BoxFuture<'a, Result<HandedOver, BackendError>> {
         Box::pin(async move {
             if !self.hands_over() {
-                return Err(BackendError::other(
-                    "no hand-over with wait_for_replicas (grants wait for replicas)",
-                ));
+                return Err(no_hand_over_with_replica_sync());
             }
             let code: i64 = self
                 .run(

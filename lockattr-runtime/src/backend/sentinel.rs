@@ -48,7 +48,9 @@ use redis::{ConnectionAddr, RedisConnectionInfo};
 use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
-use super::cluster::{acquired_from, replica_shortfall, synced_acquire};
+use super::cluster::{
+    acquired_from, no_hand_over_with_replica_sync, replica_shortfall, synced_acquire,
+};
 use super::redis::{
     map_err, mask_url, parse_url, split_fragment, timed_out, untrusted_certificate, RedisBackend,
     RedisOptions,
@@ -606,9 +608,7 @@ impl Backend for SentinelBackend {
     ) -> BoxFuture<'a, Result<HandedOver, BackendError>> {
         Box::pin(async move {
             if !self.hands_over() {
-                return Err(BackendError::other(
-                    "no hand-over with wait_for_replicas (grants wait for replicas)",
-                ));
+                return Err(no_hand_over_with_replica_sync());
             }
             let p = self.primary().await?;
             let r = p.backend.hand_over(name, token, next, ttl).await;
