@@ -28,6 +28,8 @@ pub mod redis;
 pub mod redlock;
 #[cfg(feature = "redis")]
 pub mod sentinel;
+#[cfg(feature = "redis")]
+mod wire;
 
 #[cfg(feature = "redis")]
 pub use self::cluster::ClusterBackend;

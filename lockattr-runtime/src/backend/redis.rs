@@ -1,16 +1,22 @@
 //! The Redis single-node backend.
 //!
-//! One multiplexed, auto-reconnecting connection carries every command (acquires, releases, batched
-//! renewals); one more connection, owned by a background task, carries release notices for every waiter
-//! of the client. A lock that no local waiter watches (so it is probably free) is taken with a plain
-//! `SET NX PX`, the cheapest acquire a server runs, and released with a small owner-checked delete
-//! script (`RELEASE1_LUA`), the same work as the leanest lock; the fence of such a grant is issued when
-//! the holder asks for it (`FENCE_LUA`, owner-checked). Everything else (busy locks, minimum hold
-//! times, local waiters) runs in one Lua script (`OPS_LUA`) and renewals in another, so each call is
-//! one atomic round trip. Concurrent acquires and releases are coalesced (see `Coalescer`): under load
-//! one round trip carries the releases of many callers in one script call (`RELEASES_LUA` when they
-//! are all plain releases) and their plain acquires
-//! pipelined behind it. `EVALSHA` falls back to loading the script when the server answers `NOSCRIPT`
+//! Acquires and releases go on connections their calls own outright (see the `wire` module): the
+//! calling task writes the request and reads the reply itself, with no connection task in between,
+//! which takes two task wake-ups off every round trip (over TLS, which redis-rs sets up, they go on
+//! its multiplexed connection instead). At most two such calls are in flight (see `Coalescer`), so a
+//! client keeps two or three of these connections. One multiplexed, auto-reconnecting connection
+//! carries the other commands (batched renewals, fences, hand-overs), which may be many at once;
+//! one more, owned by a background task, carries release notices for every waiter of the client.
+//!
+//! A lock that no local waiter watches (so it is probably free) is taken with a plain `SET NX PX`,
+//! the cheapest acquire a server runs, and released with a small owner-checked delete script
+//! (`RELEASE1_LUA`), the same work as the leanest lock; the fence of such a grant is issued when the
+//! holder asks for it (`FENCE_LUA`, owner-checked). Everything else (busy locks, minimum hold times,
+//! local waiters) runs in one Lua script (`OPS_LUA`) and renewals in another, so each call is one
+//! atomic round trip. Concurrent acquires and releases are coalesced (see `Coalescer`): under load one
+//! round trip carries the releases of many callers in one script call (`RELEASES_LUA` when they are
+//! all plain releases) and their plain acquires pipelined behind it. `EVALSHA` falls back to loading
+//! the script when the server answers `NOSCRIPT`
 //! (after a restart or `SCRIPT FLUSH`).
 
 use std::collections::HashSet;
@@ -23,6 +29,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
+use super::wire::{LockConn, WireConn, Wires};
 use super::{
     Acquired, Backend, BoxFuture, HandedOver, NoticeHub, Released, RenewItem, Renewed, Subscription,
 };
@@ -506,6 +513,7 @@ impl RedisBackend {
                     message: e.to_string(),
                 }
             })?;
+        let wires = Wires::for_server(client.get_connection_info());
         Ok(RedisBackend {
             client,
             describe,
@@ -513,7 +521,10 @@ impl RedisBackend {
             hub: NoticeHub::default(),
             subscriber: SubscriberSlot::default(),
             batch: Arc::new(Batching {
-                conn: conn.clone(),
+                conn: match wires {
+                    Some(wires) => LockConn::Wires(WireConn(Arc::new(wires))),
+                    None => LockConn::Manager(conn.clone()),
+                },
                 plain_acquires: AtomicU64::new(0),
                 hand_overs: AtomicU64::new(0),
                 timeout: opts.command_timeout,
@@ -619,22 +630,37 @@ const NUM_LEN: usize = 20;
 
 /// Run a built [`evalsha`] command on `conn` by `deadline`; when the server does not know the script
 /// (`NOSCRIPT`: after a restart or `SCRIPT FLUSH`), load it and run the command again. A call that
-/// misses the deadline reports the command `timeout`.
-async fn eval_on<T: redis::FromRedisValue>(
-    conn: &ConnectionManager,
+/// misses the deadline reports the command `timeout`. With `again`, for commands that may run twice
+/// (a renewal, a fence request), a call that finds the connection dropped is sent once more, on the
+/// connection the manager reconnects: after a server restart, the first command on the shared
+/// connection fails that way, and nothing else would have noticed the restart (the lock calls go on
+/// their own connections).
+async fn eval_on<T: redis::FromRedisValue, C: redis::aio::ConnectionLike + Clone + Send>(
+    conn: &C,
     deadline: Instant,
     timeout: Duration,
     script: &redis::Script,
     cmd: &redis::Cmd,
+    again: bool,
 ) -> Result<T, BackendError> {
     let mut conn = conn.clone();
     let fut = async move {
-        match cmd.query_async(&mut conn).await {
-            Err(e) if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                script.prepare_invoke().load_async(&mut conn).await?;
-                cmd.query_async(&mut conn).await
+        let mut tries = if again { 2 } else { 1 };
+        loop {
+            tries -= 1;
+            let reply = match cmd.query_async(&mut conn).await {
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    script.prepare_invoke().load_async(&mut conn).await?;
+                    cmd.query_async(&mut conn).await
+                }
+                other => other,
+            };
+            match reply {
+                Err(e) if tries > 0 && e.is_connection_dropped() => continue,
+                other => return other,
             }
-            other => other,
         }
     };
     match tokio::time::timeout(until(deadline), fut).await {
@@ -644,19 +670,16 @@ async fn eval_on<T: redis::FromRedisValue>(
 }
 
 impl RedisBackend {
+    /// Run `cmd` (of `script`) on the shared connection, within the command timeout; `again`: see
+    /// [`eval_on`].
     async fn eval<T: redis::FromRedisValue>(
         &self,
         script: &redis::Script,
         cmd: &redis::Cmd,
+        again: bool,
     ) -> Result<T, BackendError> {
-        eval_on(
-            &self.conn,
-            Instant::now() + self.timeout,
-            self.timeout,
-            script,
-            cmd,
-        )
-        .await
+        let deadline = Instant::now() + self.timeout;
+        eval_on(&self.conn, deadline, self.timeout, script, cmd, again).await
     }
 }
 
@@ -820,7 +843,8 @@ enum Op {
 
 /// What the coalesced calls need, shared with the tasks that send them.
 struct Batching {
-    conn: ConnectionManager,
+    /// The lock calls' own connections (see the module docs).
+    conn: LockConn,
     /// Plain `SET NX PX` acquires sent (see [`RedisBackend::stats`]).
     plain_acquires: AtomicU64,
     /// Locks handed over (see [`RedisBackend::stats`]).
@@ -1066,7 +1090,8 @@ impl Batching {
     ) -> Result<Vec<redis::Value>, BackendError> {
         let n = releases.len() + acquires.len();
         let (script, cmd) = script_cmd(prefix, releases, acquires);
-        let reply: redis::Value = eval_on(&self.conn, deadline, self.timeout, script, &cmd).await?;
+        let reply: redis::Value =
+            eval_on(&self.conn, deadline, self.timeout, script, &cmd, false).await?;
         ops_answers(reply, n)
     }
 
@@ -1366,7 +1391,7 @@ impl Backend for RedisBackend {
             };
             if plain {
                 let cmd = plain_set(&name.lock_key, token, ttl);
-                let mut conn = self.conn.clone();
+                let mut conn = self.batch.conn.clone();
                 self.batch.plain_acquires.fetch_add(1, Ordering::Relaxed);
                 let set: Option<redis::Value> = self.bounded(cmd.query_async(&mut conn)).await?;
                 if set.is_some() {
@@ -1403,7 +1428,7 @@ impl Backend for RedisBackend {
             for item in batch {
                 cmd.arg(ms(item.ttl));
             }
-            let reply: Vec<i64> = self.eval(&RENEW, &cmd).await?;
+            let reply: Vec<i64> = self.eval(&RENEW, &cmd, true).await?;
             if reply.len() != batch.len() {
                 return Err(BackendError::other(format!(
                     "renewal answered {} results for {} locks",
@@ -1450,7 +1475,16 @@ impl Backend for RedisBackend {
             if mode == 0 {
                 let mut cmd = evalsha(&RELEASE1, 1, 2, name.lock_key.len() + token.len());
                 cmd.arg(&name.lock_key).arg(token);
-                let code: i64 = self.eval(&RELEASE1, &cmd).await?;
+                let deadline = Instant::now() + self.timeout;
+                let code: i64 = eval_on(
+                    &self.batch.conn,
+                    deadline,
+                    self.timeout,
+                    &RELEASE1,
+                    &cmd,
+                    false,
+                )
+                .await?;
                 return Ok(Released::from_code(code));
             }
             let prefix = prefix_of(&name.lock_key);
@@ -1471,7 +1505,7 @@ impl Backend for RedisBackend {
             cmd.arg(counter_key(prefix_of(&name.lock_key)))
                 .arg(&name.lock_key)
                 .arg(token);
-            let answer: redis::Value = self.eval(&FENCE, &cmd).await?;
+            let answer: redis::Value = self.eval(&FENCE, &cmd, true).await?;
             match answer {
                 redis::Value::Int(0) => Ok(None),
                 other => match acquire_answer(&other, Duration::ZERO)? {
@@ -1499,7 +1533,9 @@ impl Backend for RedisBackend {
             let bytes = name.lock_key.len() + token.len() + next.len() + NUM_LEN;
             let mut cmd = evalsha(&HANDOVER, 1, 4, bytes);
             cmd.arg(&name.lock_key).arg(token).arg(next).arg(ms(ttl));
-            let code: i64 = self.eval(&HANDOVER, &cmd).await?;
+            // Never sent twice: a hand-over whose reply was lost has made the lock the waiter's,
+            // and a second run would answer "not ours".
+            let code: i64 = self.eval(&HANDOVER, &cmd, false).await?;
             if code == 3 {
                 self.batch.hand_overs.fetch_add(1, Ordering::Relaxed);
                 return Ok(HandedOver::Granted);
