@@ -426,3 +426,65 @@ async fn processes_never_overlap() {
         lockattr_tests::run_contenders_and_check(env!("CARGO_BIN_EXE_contender"), &args, 4).await;
     assert_eq!(holds, 60);
 }
+
+/// A password (with or without an ACL user) and a database number in the URL reach every command:
+/// the lock calls' own connections authenticate and select the database as the shared one does. A
+/// wrong password fails with the server's answer, and never shows the password.
+#[tokio::test]
+async fn password_user_and_database_reach_every_command() {
+    let server = RedisServer::spawn_with(&[
+        "--requirepass",
+        "s3cret",
+        "--user",
+        "alice",
+        "on",
+        ">wonder",
+        "~*",
+        "&*",
+        "+@all",
+    ]);
+    let port = server.port();
+    let in_db = |db: &str, args: &[&str]| {
+        let mut all = vec!["-a", "s3cret", "--no-auth-warning", "-n", db];
+        all.extend_from_slice(args);
+        server.cli(&all)
+    };
+    for (url, db) in [
+        (format!("redis://:s3cret@127.0.0.1:{port}/3"), "3"),
+        (format!("redis://alice:wonder@127.0.0.1:{port}/5"), "5"),
+    ] {
+        let a = LockClient::connect(&url).await.unwrap();
+        let b = LockClient::connect(&url).await.unwrap();
+        // Plain acquire and release, fence on request, the busy path through the lock script.
+        let g = a.lock("auth").acquire().await.unwrap();
+        assert_eq!(in_db(db, &["EXISTS", "lockattr:{auth}"]), "1", "{db}");
+        assert_eq!(in_db("0", &["EXISTS", "lockattr:{auth}"]), "0", "{db}");
+        let fence = g.fence().await.unwrap();
+        assert!(fence > 0, "{db}");
+        let busy = b.lock("auth").acquire().await.unwrap_err();
+        assert!(matches!(busy, LockError::Busy { .. }), "{db}: {busy}");
+        g.release().await.unwrap();
+        assert_eq!(in_db(db, &["EXISTS", "lockattr:{auth}"]), "0", "{db}");
+        // Many at once: the coalesced calls.
+        let keys: Vec<String> = (0..64).map(|i| format!("auth:{i}")).collect();
+        let guards = futures::future::join_all(keys.iter().map(|k| a.lock(k).acquire())).await;
+        let guards: Vec<_> = guards.into_iter().map(Result::unwrap).collect();
+        assert_eq!(
+            in_db(db, &["DBSIZE"]),
+            "65",
+            "{db}: 64 locks and the fence counter"
+        );
+        for r in futures::future::join_all(guards.into_iter().map(|g| g.release())).await {
+            r.unwrap();
+        }
+        assert_eq!(in_db(db, &["DBSIZE"]), "1", "{db}: the fence counter");
+    }
+    let err = LockClient::connect(&format!("redis://:wrong-pw@127.0.0.1:{port}/3"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, LockError::Backend { .. }), "{text}");
+    assert!(text.contains("refused the credentials"), "{text}");
+    assert!(!text.contains("running and reachable"), "{text}");
+    assert!(!text.contains("wrong-pw"), "password leaked: {text}");
+}

@@ -120,10 +120,19 @@ pub enum HandedOver {
 
 /// The error of a backend's `open` when its first `PING` failed.
 pub(crate) fn unreachable_at_open(backend: String, e: BackendError) -> crate::LockError {
-    crate::LockError::Unavailable {
-        backend,
-        key: None,
-        message: e.message,
+    match e.kind {
+        crate::error::BackendErrorKind::Unavailable => crate::LockError::Unavailable {
+            backend,
+            key: None,
+            message: e.message,
+        },
+        // Refused credentials and the like: "check that it is running" would send the user the
+        // wrong way; the message names the fix.
+        _ => crate::LockError::Backend {
+            backend,
+            key: None,
+            message: e.message,
+        },
     }
 }
 

@@ -448,6 +448,16 @@ pub(crate) fn map_err(e: redis::RedisError) -> BackendError {
              `#insecure`)"
         ));
     }
+    if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || text.contains("WRONGPASS")
+        || text.contains("NOAUTH")
+    {
+        return BackendError::other(format!(
+            "{text} (the server refused the credentials: put the right user name and password in \
+             the URL, e.g. `redis://user:password@host:6379`, or `redis://:password@host:6379` \
+             for a server with only `requirepass`)"
+        ));
+    }
     if e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
