@@ -33,6 +33,10 @@ pub const POLL: Duration = Duration::from_millis(10);
 pub enum Kind {
     /// `SET NX PX` + an owner-checked delete via `EVALSHA`, on one redis-rs `MultiplexedConnection`.
     Floor,
+    /// The same two commands, each written to a socket the caller owns and its reply read back by the
+    /// caller itself (one socket per concurrent caller, kept in a pool): no connection task between
+    /// the caller and the server, which is how lockattr's single-node backend sends its lock calls.
+    FloorWire,
     /// lockattr: `client.lock(k).ttl(..).acquire()` + `guard.release()`.
     Guard,
     /// lockattr: `client.lock(k).ttl(..).run(fut)`.
@@ -47,8 +51,9 @@ pub enum Kind {
 
 impl Kind {
     /// Every contender, floor first.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 7] = [
         Kind::Floor,
+        Kind::FloorWire,
         Kind::Guard,
         Kind::Run,
         Kind::Attr,
@@ -60,6 +65,7 @@ impl Kind {
     pub fn name(self) -> &'static str {
         match self {
             Kind::Floor => "floor (SET NX + EVALSHA del)",
+            Kind::FloorWire => "floor, own sockets (same commands)",
             Kind::Guard => "lockattr acquire/release",
             Kind::Run => "lockattr run(..)",
             Kind::Attr => "lockattr #[distributed_lock]",
@@ -72,6 +78,7 @@ impl Kind {
     pub fn id(self) -> &'static str {
         match self {
             Kind::Floor => "floor",
+            Kind::FloorWire => "floor-wire",
             Kind::Guard => "guard",
             Kind::Run => "run",
             Kind::Attr => "attr",
@@ -100,7 +107,7 @@ impl Kind {
     /// How a waiting caller learns that the lock is free.
     pub fn wait_mechanism(self) -> &'static str {
         match self {
-            Kind::Floor => "poll every 10 ms (bench loop)",
+            Kind::Floor | Kind::FloorWire => "poll every 10 ms (bench loop)",
             Kind::Guard | Kind::Run | Kind::Attr => {
                 "hand-over to the next local waiter; release notice (pub/sub) across clients"
             }
@@ -119,6 +126,8 @@ pub enum Contender {
         /// The release script.
         release: Arc<redis::Script>,
     },
+    /// The floor on owned sockets.
+    FloorWire(RawSockets),
     /// lockattr, any of its three ways in, and its backend (for what it sent: see
     /// [`Contender::plain_acquires`]).
     Lockattr(Kind, LockClient, Arc<RedisBackend>),
@@ -166,6 +175,7 @@ impl Contender {
                     release: Arc::new(redis::Script::new(FLOOR_RELEASE_LUA)),
                 }
             }
+            Kind::FloorWire => Contender::FloorWire(RawSockets::new(url).await?),
             Kind::Guard | Kind::Run | Kind::Attr => {
                 let backend = Arc::new(
                     RedisBackend::open(url, RedisOptions::default())
@@ -229,6 +239,16 @@ impl Contender {
                     .await
                     .map_err(|e| e.to_string())?;
                 if n != 1 {
+                    return Err(format!("{key} was not ours at release"));
+                }
+                Ok(())
+            }
+            Contender::FloorWire(raw) => {
+                let token = token();
+                if !raw.set_nx(key, &token).await? {
+                    return Err(format!("{key} was busy"));
+                }
+                if !raw.release(key, &token).await? {
                     return Err(format!("{key} was not ours at release"));
                 }
                 Ok(())
@@ -307,6 +327,20 @@ impl Contender {
                         .invoke_async(&mut conn)
                         .await
                         .map_err(|e| e.to_string())?;
+                    Ok(Hold {
+                        acquired,
+                        releasing,
+                    })
+                }
+                Contender::FloorWire(raw) => {
+                    let token = token();
+                    while !raw.set_nx(key, &token).await? {
+                        tokio::time::sleep(POLL).await;
+                    }
+                    let acquired = Instant::now();
+                    tokio::time::sleep(hold).await;
+                    let releasing = Instant::now();
+                    raw.release(key, &token).await?;
                     Ok(Hold {
                         acquired,
                         releasing,
@@ -405,4 +439,115 @@ pub async fn attr_contended(
         acquired,
         releasing: Instant::now(),
     })
+}
+
+/// The sockets of [`Kind::FloorWire`]: a pool of plain TCP connections, each used by one caller at a
+/// time, which writes a command and reads its one-line reply itself.
+pub struct RawSockets {
+    addr: (String, u16),
+    sha: String,
+    idle: std::sync::Mutex<Vec<RawSocket>>,
+}
+
+/// One socket of [`RawSockets`] and its read buffer.
+struct RawSocket {
+    stream: tokio::net::TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawSockets {
+    async fn new(url: &str) -> Result<RawSockets, String> {
+        let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+        let addr = match client.get_connection_info().addr() {
+            redis::ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            other => {
+                return Err(format!(
+                    "the floor on own sockets needs plain TCP, not {other:?}"
+                ))
+            }
+        };
+        let script = redis::Script::new(FLOOR_RELEASE_LUA);
+        let raw = RawSockets {
+            addr,
+            sha: script.get_hash().to_owned(),
+            idle: std::sync::Mutex::new(Vec::new()),
+        };
+        let mut load = redis::cmd("SCRIPT");
+        load.arg("LOAD").arg(FLOOR_RELEASE_LUA);
+        let reply = raw.request(&load).await?;
+        if !reply.starts_with(b"$") {
+            return Err(format!(
+                "SCRIPT LOAD answered {}",
+                String::from_utf8_lossy(&reply)
+            ));
+        }
+        Ok(raw)
+    }
+
+    /// Send `cmd` on a socket of the pool (or a new one) and read its reply, which must be one line.
+    async fn request(&self, cmd: &redis::Cmd) -> Result<Vec<u8>, String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let idle = self.idle.lock().expect("pool").pop();
+        let mut sock = match idle {
+            Some(sock) => sock,
+            None => {
+                let stream = tokio::net::TcpStream::connect((self.addr.0.as_str(), self.addr.1))
+                    .await
+                    .map_err(|e| e.to_string())?;
+                stream.set_nodelay(true).map_err(|e| e.to_string())?;
+                RawSocket {
+                    stream,
+                    buf: Vec::with_capacity(512),
+                }
+            }
+        };
+        sock.stream
+            .write_all(&cmd.get_packed_command())
+            .await
+            .map_err(|e| e.to_string())?;
+        sock.buf.clear();
+        while !sock.buf.ends_with(b"\r\n") {
+            if sock
+                .stream
+                .read_buf(&mut sock.buf)
+                .await
+                .map_err(|e| e.to_string())?
+                == 0
+            {
+                return Err("the server closed the connection".into());
+            }
+        }
+        let reply = sock.buf.clone();
+        self.idle.lock().expect("pool").push(sock);
+        Ok(reply)
+    }
+
+    /// `SET key token NX PX ttl`: whether it was set.
+    async fn set_nx(&self, key: &str, token: &str) -> Result<bool, String> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key)
+            .arg(token)
+            .arg("NX")
+            .arg("PX")
+            .arg(TTL.as_millis() as u64);
+        match self.request(&cmd).await?.as_slice() {
+            b"+OK\r\n" => Ok(true),
+            b"$-1\r\n" => Ok(false),
+            other => Err(format!("SET answered {}", String::from_utf8_lossy(other))),
+        }
+    }
+
+    /// The owner-checked delete: whether the lock was ours.
+    async fn release(&self, key: &str, token: &str) -> Result<bool, String> {
+        let mut cmd = redis::cmd("EVALSHA");
+        cmd.arg(&self.sha).arg(1).arg(key).arg(token);
+        match self.request(&cmd).await?.as_slice() {
+            b":1\r\n" => Ok(true),
+            b":0\r\n" => Ok(false),
+            other => Err(format!(
+                "EVALSHA answered {}",
+                String::from_utf8_lossy(other)
+            )),
+        }
+    }
 }

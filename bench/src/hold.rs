@@ -146,6 +146,6 @@ pub async fn hold_many(
                 .map_err(|e| e.to_string())?;
             Ok(Held::Rslock { tasks, stop })
         }
-        Contender::Floor { .. } => Err("the floor has no renewal".into()),
+        Contender::Floor { .. } | Contender::FloorWire(_) => Err("the floor has no renewal".into()),
     }
 }

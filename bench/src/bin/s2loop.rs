@@ -20,7 +20,7 @@ use lockattr_runtime::testing::RedisServer;
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: s2loop floor|guard|run|attr|rslock|dlock [callers] [rounds]";
+    let usage = "usage: s2loop floor|floor-wire|guard|run|attr|rslock|dlock [callers] [rounds]";
     let kind = match args.next().as_deref().and_then(Kind::from_id) {
         Some(k) => k,
         None => {

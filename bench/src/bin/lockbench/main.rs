@@ -98,7 +98,7 @@ impl Config {
 }
 
 fn usage() -> String {
-    "usage: lockbench [--quick] [--rounds N] [--only 1,2,3,4,5,6,7] [--contenders floor,guard,run,attr,rslock,dlock] [--callers 64,256 (scenario 2)]".into()
+    "usage: lockbench [--quick] [--rounds N] [--only 1,2,3,4,5,6,7] [--contenders floor,floor-wire,guard,run,attr,rslock,dlock] [--callers 64,256 (scenario 2)]".into()
 }
 
 fn parse_args(args: &[String]) -> Res<Config> {
@@ -404,10 +404,15 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
         "## S1 uncontended acquire + release, one caller, serial ({blocks} blocks × {per_block} ops per contender, interleaved)"
     );
     println!();
+    println!("floor = the better of the two floors (redis-rs's multiplexed connection, own sockets) in each block");
+    println!();
     println!("| contender | p50 | p99 | p50 per block (min–max) | Redis exec / acq | Redis CPU / acq | p50 / floor (pooled) | p50 / floor (median of block pairs) |");
     println!("|---|---|---|---|---|---|---|---|");
-    let floor = pooled.get_mut(&Kind::Floor).map(|s| s.p50());
-    let floor_blocks = block_p50.get(&Kind::Floor).cloned();
+    let floor = FLOORS
+        .iter()
+        .filter_map(|k| pooled.get_mut(k).map(|s| s.p50()))
+        .min();
+    let floor_blocks = best_floor(&block_p50, f64::min);
     for k in &cfg.contenders {
         let Some(s) = pooled.get_mut(k) else { continue };
         let p50 = s.p50();
@@ -439,6 +444,20 @@ async fn s1(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
     Ok(())
 }
 
+/// The two floors: the same two commands on redis-rs's multiplexed connection and on sockets the
+/// callers own. Ratios to "the floor" are to the better of the two, measurement by measurement.
+const FLOORS: [Kind; 2] = [Kind::Floor, Kind::FloorWire];
+
+/// The better floor of each measurement (`pick`: `f64::min` for latencies, `f64::max` for rates),
+/// from the floors among `m`; `None` without any.
+fn best_floor(m: &HashMap<Kind, Vec<f64>>, pick: fn(f64, f64) -> f64) -> Option<Vec<f64>> {
+    let mut floors = FLOORS.iter().filter_map(|k| m.get(k));
+    let first = floors.next()?.clone();
+    Some(floors.fold(first, |best, f| {
+        best.iter().zip(f).map(|(a, b)| pick(*a, *b)).collect()
+    }))
+}
+
 /// The median of the ratios `mine[i] / floor[i]` of measurements taken next to each other.
 fn paired_ratio(mine: &[f64], floor: &[f64]) -> f64 {
     let ratios: Vec<f64> = mine.iter().zip(floor).map(|(m, f)| m / f).collect();
@@ -454,6 +473,8 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
         cfg.s2_rounds,
         cfg.s2_time.as_secs_f64()
     );
+    println!();
+    println!("floor = the better of the two floors (redis-rs's multiplexed connection, own sockets) in each round");
     println!();
     println!("| contender | callers | acquire+release /s (median) | per round (min–max) | latency p50 | latency p99 | requests / acq | client CPU / acq | Redis CPU / acq | Redis exec / acq | cores busy | × floor | × rslock |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
@@ -497,7 +518,7 @@ async fn s2(cfg: &Config, url: &str, report: &mut Report) -> Res<()> {
         }
         // Ratios: the median over rounds of this round's rate against the same round's floor (or
         // rslock), so a drift of the machine's speed between rounds cancels out.
-        let floor = rates.get(&Kind::Floor).cloned();
+        let floor = best_floor(&rates, f64::max);
         let rs = rates.get(&Kind::Rslock).cloned();
         for k in &cfg.contenders {
             let Some(r) = rates.get(k) else { continue };
