@@ -645,31 +645,39 @@ const NUM_LEN: usize = 20;
 /// connection the manager reconnects: after a server restart, the first command on the shared
 /// connection fails that way, and nothing else would have noticed the restart (the lock calls go on
 /// their own connections).
-async fn eval_on<T: redis::FromRedisValue, C: redis::aio::ConnectionLike + Clone + Send>(
-    conn: &C,
+async fn eval_on<T: redis::FromRedisValue>(
+    conn: &LockConn,
     deadline: Instant,
     timeout: Duration,
     script: &redis::Script,
     cmd: &redis::Cmd,
     again: bool,
 ) -> Result<T, BackendError> {
-    let mut conn = conn.clone();
     let fut = async move {
         let mut tries = if again { 2 } else { 1 };
         loop {
             tries -= 1;
-            let reply = match cmd.query_async(&mut conn).await {
+            let reply = match conn
+                .request(cmd)
+                .await
+                .and_then(redis::Value::extract_error)
+            {
                 Err(e)
                     if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    script.prepare_invoke().load_async(&mut conn).await?;
-                    cmd.query_async(&mut conn).await
+                    script
+                        .prepare_invoke()
+                        .load_async(&mut conn.clone())
+                        .await?;
+                    conn.request(cmd)
+                        .await
+                        .and_then(redis::Value::extract_error)
                 }
                 other => other,
             };
             match reply {
                 Err(e) if tries > 0 && e.is_connection_dropped() => continue,
-                other => return other,
+                other => return Ok(redis::from_redis_value(other?)?),
             }
         }
     };
@@ -689,7 +697,8 @@ impl RedisBackend {
         again: bool,
     ) -> Result<T, BackendError> {
         let deadline = Instant::now() + self.timeout;
-        eval_on(&self.conn, deadline, self.timeout, script, cmd, again).await
+        let conn = LockConn::Manager(self.conn.clone());
+        eval_on(&conn, deadline, self.timeout, script, cmd, again).await
     }
 }
 
@@ -1401,10 +1410,9 @@ impl Backend for RedisBackend {
             };
             if plain {
                 let cmd = plain_set(&name.lock_key, token, ttl);
-                let mut conn = self.batch.conn.clone();
                 self.batch.plain_acquires.fetch_add(1, Ordering::Relaxed);
-                let set: Option<redis::Value> = self.bounded(cmd.query_async(&mut conn)).await?;
-                if set.is_some() {
+                let set = self.bounded(self.batch.conn.request(&cmd)).await?;
+                if set.extract_error().map_err(map_err)? != redis::Value::Nil {
                     return Ok(Acquired::Granted {
                         fence: None,
                         validity: ttl,

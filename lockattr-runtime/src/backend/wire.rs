@@ -44,6 +44,8 @@ struct Wire {
     stream: Stream,
     /// Bytes read but not yet parsed.
     buf: Vec<u8>,
+    /// The request being written (kept for the next one: no allocation per request).
+    out: Vec<u8>,
 }
 
 /// The socket of a [`Wire`].
@@ -113,16 +115,22 @@ impl Wires {
         })
     }
 
-    /// Send `packed` (`n` commands) and read their `n` replies, in order. An error reply comes back
-    /// as a [`Value::ServerError`] in its place; `Err` means the connection failed (nothing is known
-    /// of the commands' effect). Not bounded in time: the caller bounds it, and dropping the future
-    /// drops the wire it took.
-    pub(crate) async fn query(&self, packed: &[u8], n: usize) -> Result<Vec<Value>, RedisError> {
+    /// Send the `n` commands `encode` writes (packed) and read their `n` replies, in order. An error
+    /// reply comes back as a [`Value::ServerError`] in its place; `Err` means the connection failed
+    /// (nothing is known of the commands' effect). Not bounded in time: the caller bounds it, and
+    /// dropping the future drops the wire it took.
+    pub(crate) async fn query(
+        &self,
+        encode: impl FnOnce(&mut Vec<u8>),
+        n: usize,
+    ) -> Result<Vec<Value>, RedisError> {
         let mut wire = match self.idle_wire() {
             Some(wire) => wire,
             None => self.connect().await?,
         };
-        let replies = wire.request(packed, n).await?;
+        wire.out.clear();
+        encode(&mut wire.out);
+        let replies = wire.request(n).await?;
         if wire.buf.is_empty() {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
             if idle.len() < MAX_IDLE {
@@ -157,10 +165,12 @@ impl Wires {
         let mut wire = Wire {
             stream,
             buf: Vec::with_capacity(4096),
+            out: Vec::with_capacity(4096),
         };
         let (packed, n) = &self.hello;
         if *n > 0 {
-            for reply in wire.request(packed, *n).await? {
+            wire.out.extend_from_slice(packed);
+            for reply in wire.request(*n).await? {
                 reply.extract_error()?;
             }
         }
@@ -169,9 +179,9 @@ impl Wires {
 }
 
 impl Wire {
-    /// Write `packed` and read `n` replies.
-    async fn request(&mut self, packed: &[u8], n: usize) -> Result<Vec<Value>, RedisError> {
-        self.stream.write_all(packed).await?;
+    /// Write the request in `out` and read `n` replies.
+    async fn request(&mut self, n: usize) -> Result<Vec<Value>, RedisError> {
+        self.stream.write_all(&self.out).await?;
         let mut replies = Vec::with_capacity(n);
         let mut at = 0;
         while replies.len() < n {
@@ -275,7 +285,7 @@ pub(crate) struct WireConn(pub(crate) std::sync::Arc<Wires>);
 impl redis::aio::ConnectionLike for WireConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
         Box::pin(async move {
-            let mut replies = self.0.query(&cmd.get_packed_command(), 1).await?;
+            let mut replies = self.0.query(|out| cmd.write_packed_command(out), 1).await?;
             Ok(replies.pop().unwrap_or(Value::Nil))
         })
     }
@@ -289,7 +299,10 @@ impl redis::aio::ConnectionLike for WireConn {
         Box::pin(async move {
             let mut replies = self
                 .0
-                .query(&pipeline.get_packed_pipeline(), offset + count)
+                .query(
+                    |out| out.extend_from_slice(&pipeline.get_packed_pipeline()),
+                    offset + count,
+                )
                 .await?;
             Ok(replies.split_off(offset))
         })
@@ -307,6 +320,23 @@ pub(crate) enum LockConn {
     Wires(WireConn),
     /// TLS.
     Manager(redis::aio::ConnectionManager),
+}
+
+impl LockConn {
+    /// Send `cmd` and read its reply (an error reply as a [`Value::ServerError`]); on wires, without
+    /// the boxed future of [`ConnectionLike`](redis::aio::ConnectionLike).
+    pub(crate) async fn request(&self, cmd: &redis::Cmd) -> Result<Value, RedisError> {
+        match self {
+            LockConn::Wires(w) => {
+                let mut replies = w.0.query(|out| cmd.write_packed_command(out), 1).await?;
+                Ok(replies.pop().unwrap_or(Value::Nil))
+            }
+            LockConn::Manager(m) => {
+                use redis::aio::ConnectionLike as _;
+                m.clone().req_packed_command(cmd).await
+            }
+        }
+    }
 }
 
 impl redis::aio::ConnectionLike for LockConn {
