@@ -29,7 +29,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use super::wire::{LockConn, WireConn, Wires};
+use super::wire::{LockConn, Wires};
 use super::{
     Acquired, Backend, BoxFuture, HandedOver, NoticeHub, Released, RenewItem, Renewed, Subscription,
 };
@@ -532,7 +532,7 @@ impl RedisBackend {
             subscriber: SubscriberSlot::default(),
             batch: Arc::new(Batching {
                 conn: match wires {
-                    Some(wires) => LockConn::Wires(WireConn(Arc::new(wires))),
+                    Some(wires) => LockConn::Wires(Arc::new(wires)),
                     None => LockConn::Manager(conn.clone()),
                 },
                 plain_acquires: AtomicU64::new(0),

@@ -11,6 +11,7 @@
 //! Plain TCP and Unix sockets only: a TLS connection (`rediss://`) goes through redis-rs's own
 //! connection, which knows how to set TLS up.
 
+#[cfg(unix)]
 use std::path::PathBuf;
 use std::sync::Mutex;
 
@@ -36,6 +37,8 @@ pub(crate) struct Wires {
     target: Target,
     /// The commands a new wire sends first (`AUTH`, `SELECT`), packed, and how many they are.
     hello: (Vec<u8>, usize),
+    /// The database the hello selects.
+    db: i64,
     idle: Mutex<Vec<Wire>>,
 }
 
@@ -111,6 +114,7 @@ impl Wires {
         Some(Wires {
             target,
             hello: (hello.get_packed_pipeline(), n),
+            db: settings.db(),
             idle: Mutex::new(Vec::new()),
         })
     }
@@ -278,46 +282,12 @@ fn protocol_error(msg: String) -> RedisError {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg).into()
 }
 
-/// A handle on the [`Wires`], usable wherever redis-rs takes a connection.
-#[derive(Clone)]
-pub(crate) struct WireConn(pub(crate) std::sync::Arc<Wires>);
-
-impl redis::aio::ConnectionLike for WireConn {
-    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        Box::pin(async move {
-            let mut replies = self.0.query(|out| cmd.write_packed_command(out), 1).await?;
-            Ok(replies.pop().unwrap_or(Value::Nil))
-        })
-    }
-
-    fn req_packed_commands<'a>(
-        &'a mut self,
-        pipeline: &'a redis::Pipeline,
-        offset: usize,
-        count: usize,
-    ) -> redis::RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let mut replies = self
-                .0
-                .query(
-                    |out| out.extend_from_slice(&pipeline.get_packed_pipeline()),
-                    offset + count,
-                )
-                .await?;
-            Ok(replies.split_off(offset))
-        })
-    }
-
-    fn get_db(&self) -> i64 {
-        0
-    }
-}
-
 /// The connection of the lock calls: wires of their own, or (TLS) redis-rs's connection manager.
+/// Usable wherever redis-rs takes a connection.
 #[derive(Clone)]
 pub(crate) enum LockConn {
     /// Plain TCP or a Unix socket.
-    Wires(WireConn),
+    Wires(std::sync::Arc<Wires>),
     /// TLS.
     Manager(redis::aio::ConnectionManager),
 }
@@ -328,7 +298,7 @@ impl LockConn {
     pub(crate) async fn request(&self, cmd: &redis::Cmd) -> Result<Value, RedisError> {
         match self {
             LockConn::Wires(w) => {
-                let mut replies = w.0.query(|out| cmd.write_packed_command(out), 1).await?;
+                let mut replies = w.query(|out| cmd.write_packed_command(out), 1).await?;
                 Ok(replies.pop().unwrap_or(Value::Nil))
             }
             LockConn::Manager(m) => {
@@ -341,10 +311,7 @@ impl LockConn {
 
 impl redis::aio::ConnectionLike for LockConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> redis::RedisFuture<'a, Value> {
-        match self {
-            LockConn::Wires(w) => w.req_packed_command(cmd),
-            LockConn::Manager(m) => m.req_packed_command(cmd),
-        }
+        Box::pin(self.request(cmd))
     }
 
     fn req_packed_commands<'a>(
@@ -354,14 +321,20 @@ impl redis::aio::ConnectionLike for LockConn {
         count: usize,
     ) -> redis::RedisFuture<'a, Vec<Value>> {
         match self {
-            LockConn::Wires(w) => w.req_packed_commands(pipeline, offset, count),
+            LockConn::Wires(w) => Box::pin(async move {
+                let packed = pipeline.get_packed_pipeline();
+                let mut replies = w
+                    .query(|out| out.extend_from_slice(&packed), offset + count)
+                    .await?;
+                Ok(replies.split_off(offset))
+            }),
             LockConn::Manager(m) => m.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
         match self {
-            LockConn::Wires(w) => w.get_db(),
+            LockConn::Wires(w) => w.db,
             LockConn::Manager(m) => m.get_db(),
         }
     }

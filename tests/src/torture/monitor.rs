@@ -8,7 +8,7 @@
 //! - nothing but the scripts writes lock keys;
 //! - nothing runs a lockattr script after a given moment (the end-of-run quiet window).
 //!
-//! Scripts are recognised by their shape (see [`finalize`]): the single-node script (the fence counter,
+//! Scripts are recognised by their shape (see `finalize`): the single-node script (the fence counter,
 //! then the locks to release and to acquire), the one-lock release (1 key, the token), the fence issue
 //! (the counter and the lock, the token), the hand-over (the lock; the token, the next token, the TTL),
 //! the Cluster/Redlock release (`release` marker) and renewal
