@@ -488,3 +488,48 @@ async fn password_user_and_database_reach_every_command() {
     assert!(!text.contains("running and reachable"), "{text}");
     assert!(!text.contains("wrong-pw"), "password leaked: {text}");
 }
+
+/// The server drops every client connection (`CLIENT KILL TYPE normal`, as an idle-client `timeout`,
+/// a proxy or a failover would) while the client sits idle: the next acquire, fence request, release
+/// and renewal all succeed at their first try, on new connections, and a lock held with auto-renew
+/// across it is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_dropped_while_idle_are_replaced_without_a_failed_call() {
+    let server = RedisServer::spawn();
+    let a = client(&server.url()).await;
+    let held = a
+        .lock("kept")
+        .ttl(Duration::from_millis(900))
+        .auto_renew(true)
+        .acquire()
+        .await
+        .unwrap();
+    for round in 0..3 {
+        // Use every connection: the lock calls' own, and the shared one (fence, renewals).
+        let g = a.lock("k").acquire().await.unwrap();
+        g.fence().await.unwrap();
+        g.release().await.unwrap();
+        let killed: i64 = server
+            .cli(&["CLIENT", "KILL", "TYPE", "normal"])
+            .parse()
+            .unwrap();
+        assert!(killed >= 2, "round {round}: killed {killed}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let g = a
+            .lock("k")
+            .acquire()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: first acquire after the kill: {e}"));
+        g.fence()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: first fence after the kill: {e}"));
+        g.release()
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: first release after the kill: {e}"));
+    }
+    // Three renewal periods of the held lock passed across the kills.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(held.is_held(), "the auto-renewed lock was lost");
+    assert_eq!(server.cli(&["EXISTS", "t:{kept}"]), "1");
+    held.release().await.unwrap();
+}
