@@ -165,24 +165,42 @@ end
 return {0, pttl, redis.sha1hex(string.match(holder, '^[^#]*'))}
 "#;
 
+/// `read_counter(key)`: a node's fence counter (0 when absent), or `nil` and the error reply for a
+/// counter that holds another type or something other than a number.
+macro_rules! read_counter_lua {
+    () => {
+        r#"
+local function read_counter(k)
+  local t = redis.call('TYPE', k)['ok']
+  if t == 'none' then
+    return 0
+  end
+  if t ~= 'string' then
+    return nil, redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. k .. ' holds a ' .. t)
+  end
+  local last = tonumber(redis.call('GET', k))
+  if last == nil then
+    return nil, redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. k .. ' does not hold a number')
+  end
+  return last
+end
+"#
+    };
+}
+
 /// Fence read on one node, only while the node holds the lease (`GET lock == value`): issue the
 /// node's next fence, max(last + 1, node clock in µs), and keep the counter for the lock's remaining
 /// TTL plus ARGV[2] ms (see [`FENCE_COUNTER_KEEP`]). KEYS: lock, fence. ARGV: value, ms.
 /// Reply: the fence, or 0 when the node does not hold the lease.
-const NEXT_FENCE_LUA: &str = r#"
+const NEXT_FENCE_LUA: &str = concat!(
+    read_counter_lua!(),
+    r#"
 if redis.pcall('GET', KEYS[1]) ~= ARGV[1] then
   return 0
 end
-local t = redis.call('TYPE', KEYS[2])['ok']
-if t ~= 'none' and t ~= 'string' then
-  return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. t)
-end
-local last = 0
-if t == 'string' then
-  last = tonumber(redis.call('GET', KEYS[2]))
-  if last == nil then
-    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
-  end
+local last, bad = read_counter(KEYS[2])
+if bad then
+  return bad
 end
 local now = redis.call('TIME')
 local fence = last + 1
@@ -191,28 +209,24 @@ if clock > fence then fence = clock end
 local keep = redis.call('PTTL', KEYS[1]) + tonumber(ARGV[2])
 redis.call('SET', KEYS[2], string.format('%d', fence), 'PX', keep)
 return fence
-"#;
+"#
+);
 
 /// Fence write-back on one node: raise the counter to at least ARGV[2] (never lowers it), kept for the
 /// lock's remaining TTL plus ARGV[3] ms, and say whether the node held the lease meanwhile (only such
 /// nodes count towards the majority; raising the others too keeps every node's counter up to date, and
 /// a counter that only ever rises is never wrong). KEYS: lock, fence. ARGV: value, fence, ms.
 /// Reply: `{counter afterwards, 1 if the node holds the lease else 0}`.
-const RAISE_FENCE_LUA: &str = r#"
+const RAISE_FENCE_LUA: &str = concat!(
+    read_counter_lua!(),
+    r#"
 local owned = 0
 if redis.pcall('GET', KEYS[1]) == ARGV[1] then
   owned = 1
 end
-local t = redis.call('TYPE', KEYS[2])['ok']
-if t ~= 'none' and t ~= 'string' then
-  return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' holds a ' .. t)
-end
-local last = 0
-if t == 'string' then
-  last = tonumber(redis.call('GET', KEYS[2]))
-  if last == nil then
-    return redis.error_reply('LOCKATTR_WRONGTYPE fence counter ' .. KEYS[2] .. ' does not hold a number')
-  end
+local last, bad = read_counter(KEYS[2])
+if bad then
+  return bad
 end
 local f = tonumber(ARGV[2])
 if last < f then
@@ -224,7 +238,8 @@ if last < f then
   last = f
 end
 return {last, owned}
-"#;
+"#
+);
 
 /// Owner-checked batch renewal on one node. KEYS: n lock keys. ARGV: n values, then n TTLs in ms.
 /// Reply per key: 1 ours and extended, 0 absent, -1 another value (or another type).
