@@ -927,3 +927,44 @@ async fn default_client_from_comma_separated_env() {
     assert!(held >= 2, "held on {held} of 3 nodes");
     g.release().await.unwrap();
 }
+
+/// A fence counter that holds another type, or a string that is not a number, on every node: the
+/// holder's fence request reports it (a `WrongType` error naming the counter, without the script's
+/// internal error code), never a fence, and the lease is not taken for lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_fence_counter_is_reported_not_used() {
+    let fx = RedlockFx::with_nodes(3);
+    let a = fx.client().await;
+    for (key, bad) in [
+        ("bad-type", ["HSET", "", "f", "1"]),
+        ("bad-number", ["SET", "", "x", ""]),
+    ] {
+        let g = a
+            .lock(key)
+            .ttl(Duration::from_secs(5))
+            .acquire()
+            .await
+            .unwrap();
+        // The counter goes bad after the grant (one bad at the grant already fails the acquire).
+        for s in &fx.servers {
+            let mut args: Vec<String> = bad.iter().map(|a| a.to_string()).collect();
+            args[1] = fk(key);
+            args.retain(|a| !a.is_empty());
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            node_cmd(s, &args).await;
+        }
+        match g.fence().await {
+            Err(e @ LockError::WrongType { .. }) => {
+                let text = e.to_string();
+                assert!(
+                    text.contains(&format!("fence counter {}", fk(key))),
+                    "{key}: {text}"
+                );
+                assert!(!text.contains("LOCKATTR_WRONGTYPE"), "{key}: {text}");
+            }
+            other => panic!("{key}: expected WrongType, got {other:?}"),
+        }
+        assert!(g.is_held(), "{key}: the lease itself is fine");
+        g.release().await.unwrap();
+    }
+}

@@ -474,8 +474,10 @@ pub(crate) fn map_err(e: redis::RedisError) -> BackendError {
 
 /// An error the server answered, by its text (also the per-lock errors a script reports itself).
 fn map_server_error(text: String) -> BackendError {
-    if let Some(pos) = text.find("LOCKATTR_WRONGTYPE ") {
-        let msg = &text[pos + "LOCKATTR_WRONGTYPE ".len()..];
+    // redis-rs shows an error reply `LOCKATTR_WRONGTYPE msg` as `LOCKATTR_WRONGTYPE msg` or, when it
+    // takes the first word for an error code it does not know, as `"LOCKATTR_WRONGTYPE": msg`.
+    if let Some(pos) = text.find("LOCKATTR_WRONGTYPE") {
+        let msg = text[pos + "LOCKATTR_WRONGTYPE".len()..].trim_start_matches(['"', ':', ' ']);
         return BackendError::wrong_type(msg.trim().to_owned());
     }
     if text.contains("WRONGTYPE") {
